@@ -1,0 +1,334 @@
+"""Tests of swig_lib.metrics: SSIM, HFEN, masks, slice aggregation, statistics, Table III."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+
+from swig_lib import metrics as m
+
+
+def _phantom(n: int = 48, seed: int = 0) -> np.ndarray:
+    """Smooth positive test image (ms-like values) with edges: a disk, a square and a gradient."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:n, :n]
+    img = 600.0 + 4.0 * xx
+    img[(xx - n / 2) ** 2 + (yy - n / 2) ** 2 < (n / 4) ** 2] = 1000.0
+    img[5:15, 30:42] = 1800.0
+    return img + rng.normal(0.0, 5.0, img.shape)
+
+
+def _disk_mask(n: int = 48, radius: float = 20.0) -> np.ndarray:
+    yy, xx = np.mgrid[:n, :n]
+    return (xx - n / 2 + 0.5) ** 2 + (yy - n / 2 + 0.5) ** 2 <= radius**2
+
+
+REF = _phantom()
+MASK = _disk_mask()
+
+
+# --- SSIM -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mask", [None, MASK])
+def test_ssim_identity_is_one(mask):
+    assert m.ssim(REF, REF, mask) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_ssim_decreases_with_noise():
+    rng = np.random.default_rng(1)
+    values = [m.ssim(REF + rng.normal(0, s, REF.shape), REF, MASK) for s in (10, 50, 200)]
+    assert 1.0 > values[0] > values[1] > values[2]
+
+
+def test_ssim_ignores_values_outside_mask():
+    pred = REF + np.random.default_rng(2).normal(0, 30, REF.shape)
+    pred_out, ref_out = pred.copy(), REF.copy()
+    pred_out[~MASK] = 1e4
+    ref_out[~MASK] = np.nan
+    assert m.ssim(pred_out, ref_out, MASK) == pytest.approx(m.ssim(pred, REF, MASK), abs=1e-12)
+
+
+def test_ssim_mask_is_stricter_than_field_of_view():
+    """Averaging over the mask excludes the zero background that agrees perfectly."""
+    pred = REF + np.random.default_rng(3).normal(0, 50, REF.shape)
+    small = _disk_mask(radius=10)
+    fov = m.ssim(np.where(small, pred, 0), np.where(small, REF, 0))
+    assert m.ssim(pred, REF, small) < fov
+
+
+def test_ssim_data_range_is_ref_range_in_mask():
+    from skimage.metrics import structural_similarity
+
+    pred = REF * 1.05
+    expected = structural_similarity(pred, REF, data_range=REF.max() - REF.min())
+    assert m.ssim(pred, REF) == pytest.approx(expected, abs=1e-12)
+
+
+def test_ssim_accepts_torch():
+    pred = REF + 20.0
+    assert m.ssim(torch.from_numpy(pred).float(), torch.from_numpy(REF), MASK) == pytest.approx(
+        m.ssim(pred, REF, MASK), abs=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    ("pred", "ref", "mask", "match"),
+    [
+        (np.zeros((20, 20)), np.zeros((20, 21)), None, "shape mismatch"),
+        (REF, REF, np.zeros_like(MASK), "empty mask"),
+        (REF, REF, MASK[:10], "shape mismatch"),
+        (np.ones((20, 20)), np.ones((20, 20)), None, "constant"),
+    ],
+)
+def test_ssim_errors(pred, ref, mask, match):
+    with pytest.raises(ValueError, match=match):
+        m.ssim(pred, ref, mask)
+
+
+# --- HFEN -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mask", [None, MASK])
+def test_hfen_identity_is_zero(mask):
+    assert m.hfen(REF, REF, mask) == 0.0
+
+
+@pytest.mark.parametrize("mask", [None, MASK])
+def test_hfen_of_zero_prediction_is_one(mask):
+    assert m.hfen(np.zeros_like(REF), REF, mask) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_hfen_scale_invariant():
+    pred = REF + np.random.default_rng(4).normal(0, 40, REF.shape)
+    assert m.hfen(7.3 * pred, 7.3 * REF, MASK) == pytest.approx(m.hfen(pred, REF, MASK), rel=1e-12)
+
+
+def test_hfen_grows_with_noise_and_blur_is_penalized():
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(5)
+    low, high = (m.hfen(REF + rng.normal(0, s, REF.shape), REF, MASK) for s in (10, 100))
+    assert 0 < low < high
+    blurred, sharp = (m.hfen(gaussian_filter(REF, s), REF, MASK) for s in (2.0, 0.5))
+    assert blurred > sharp
+
+
+def test_hfen_matches_definition():
+    from scipy.ndimage import gaussian_laplace
+
+    pred = REF + np.random.default_rng(6).normal(0, 40, REF.shape)
+    pm, rm = pred * MASK, REF * MASK
+    expected = np.linalg.norm(gaussian_laplace(pm - rm, 1.5)[MASK]) / np.linalg.norm(
+        gaussian_laplace(rm, 1.5)[MASK]
+    )
+    assert m.hfen(pred, REF, MASK) == pytest.approx(expected, rel=1e-12)
+
+
+def test_hfen_ignores_values_outside_mask():
+    pred = REF + np.random.default_rng(7).normal(0, 30, REF.shape)
+    pred_out, ref_out = pred.copy(), REF.copy()
+    pred_out[~MASK] = -5e3
+    ref_out[~MASK] = 0.0
+    assert m.hfen(pred_out, ref_out, MASK) == pytest.approx(m.hfen(pred, REF, MASK), abs=1e-12)
+
+
+def test_hfen_errors():
+    with pytest.raises(ValueError, match="shape mismatch"):
+        m.hfen(REF, REF[:, :-1])
+    with pytest.raises(ValueError, match="empty mask"):
+        m.hfen(REF, REF, np.zeros_like(MASK))
+    with pytest.raises(ValueError, match="LoG"):
+        m.hfen(np.ones((20, 20)), np.zeros((20, 20)))
+
+
+# --- erode_mask -----------------------------------------------------------------------------------
+
+
+def test_erode_mask_removes_exactly_the_rim_of_a_square():
+    mask = np.zeros((30, 30, 3), dtype=bool)
+    mask[5:25, 8:28, :] = True
+    eroded = m.erode_mask(mask, voxels=4)
+    expected = np.zeros_like(mask)
+    expected[9:21, 12:24, :] = True
+    np.testing.assert_array_equal(eroded, expected)
+
+
+def test_erode_mask_is_in_plane_only_and_zero_is_identity():
+    mask = np.zeros((20, 20, 5), dtype=bool)
+    mask[4:16, 4:16, 2] = True  # a single axial slice: a 3-D erosion would remove it entirely
+    assert m.erode_mask(mask, 2)[:, :, 2].sum() == 8 * 8
+    np.testing.assert_array_equal(m.erode_mask(mask, 0), mask)
+    with pytest.raises(ValueError):
+        m.erode_mask(mask, -1)
+
+
+# --- slice_metrics / map_metrics ------------------------------------------------------------------
+
+
+def _volume() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ref = np.stack([_phantom(seed=z) for z in range(6)], axis=-1)
+    pred = ref + np.random.default_rng(8).normal(0, 40, ref.shape)
+    mask = np.repeat(MASK[:, :, None], 6, axis=-1)
+    mask[:, :, 0] = False
+    mask[:, :, 5] = False
+    mask[20:24, 20:24, 5] = True  # tiny mask: empty after erosion
+    return pred, ref, mask
+
+
+def test_slice_metrics_matches_per_slice_functions():
+    pred, ref, mask = _volume()
+    out = m.slice_metrics(pred, ref, mask)
+    np.testing.assert_array_equal(out["slices"], [1, 2, 3, 4, 5])
+    z = 3
+    assert out["ssim_slices"][2] == pytest.approx(m.ssim(pred[..., z], ref[..., z], mask[..., z]))
+    assert out["hfen_slices"][2] == pytest.approx(m.hfen(pred[..., z], ref[..., z], mask[..., z]))
+    assert out["ssim"] == pytest.approx(out["ssim_slices"].mean())
+    assert out["hfen"] == pytest.approx(out["hfen_slices"].mean())
+
+
+def test_slice_metrics_interior_and_explicit_slices():
+    pred, ref, mask = _volume()
+    out = m.slice_metrics(pred, ref, mask, slices=[0, 2, 3, 5], interior_voxels=4)
+    np.testing.assert_array_equal(out["slices"], [2, 3])  # 0 empty, 5 empty after erosion
+    interior = m.erode_mask(mask, 4)
+    expected = m.hfen(pred[..., 2], ref[..., 2], interior[..., 2])
+    assert out["hfen_slices"][0] == pytest.approx(expected)
+
+
+def test_slice_metrics_errors():
+    pred, ref, mask = _volume()
+    with pytest.raises(ValueError, match="shape mismatch"):
+        m.slice_metrics(pred, ref[..., :-1], mask)
+    with pytest.raises(ValueError, match="empty mask"):
+        m.slice_metrics(pred, ref, mask, slices=[0])
+    with pytest.raises(ValueError, match="out of range"):
+        m.slice_metrics(pred, ref, mask, slices=[6])
+
+
+def test_map_metrics_keys_and_values():
+    pred, ref, mask = _volume()
+    out = m.map_metrics(np.stack([pred, ref, 2 * pred]), np.stack([ref, ref, 2 * ref]), mask)
+    assert list(out) == ["PD", "T1", "T2"]
+    assert out["T1"]["ssim"] == pytest.approx(1.0) and out["T1"]["hfen"] == 0.0
+    assert out["T2"]["hfen"] == pytest.approx(out["PD"]["hfen"])
+    with pytest.raises(ValueError, match="names"):
+        m.map_metrics(np.stack([pred, ref]), np.stack([ref, ref]), mask)
+
+
+# --- statistics -----------------------------------------------------------------------------------
+
+
+def test_mean_ci_hand_computed():
+    # values 1..5: mean 3, s = sqrt(2.5), t_{0.975,4} = 2.7764451
+    mean, lo, hi = m.mean_ci([1, 2, 3, 4, 5])
+    half = 2.7764451051977987 * np.sqrt(2.5) / np.sqrt(5)
+    assert (mean, lo, hi) == pytest.approx((3.0, 3.0 - half, 3.0 + half), rel=1e-12)
+    mean90, lo90, _ = m.mean_ci([1, 2, 3, 4, 5], level=0.9)
+    assert lo90 == pytest.approx(3.0 - stats.t.ppf(0.95, 4) * np.sqrt(0.5), rel=1e-12)
+    assert m.mean_ci([0.7]) == (0.7, 0.7, 0.7)
+    with pytest.raises(ValueError):
+        m.mean_ci([])
+
+
+def test_percent_change():
+    assert m.percent_change(1.1, 1.0) == pytest.approx(10.0)
+    assert m.percent_change(0.45, 0.9) == pytest.approx(-50.0)
+    with pytest.raises(ValueError, match="baseline"):
+        m.percent_change(1.0, 0.0)
+
+
+# --- Table III ranking ----------------------------------------------------------------------------
+
+PAPER_MODELS = ["M1++", "M2++", "M12++", "M12-+"]
+
+
+def test_paper_table3_layout():
+    table = m.paper_table3()
+    assert list(table.columns) == PAPER_MODELS
+    assert table.shape == (7, 4)
+    assert table.loc[("HFEN", "PD"), "M12++"] == -55.06
+    assert table.loc[m.TOTAL_ROW].tolist() == [17, 15, 9, 19]
+
+
+def test_rank_percent_on_paper_numbers():
+    """Ranking the printed % changes selects M12++ (as the paper) with totals 18/15/8/19.
+
+    The paper prints 17/15/9/19: not reproducible from its own percentages with any tie rule
+    (there are no ties); both versions sum to 60 and select M12++. See paper_table3's docstring.
+    """
+    paper = m.paper_table3()
+    ranking = m.rank_percent(paper.iloc[:6])
+    assert ranking.selected == "M12++"
+    assert ranking.total.tolist() == [18.0, 15.0, 8.0, 19.0]
+    assert ranking.total.sum() == paper.loc[m.TOTAL_ROW].sum() == 60
+    assert ranking.ranks.loc[("HFEN", "T2")].tolist() == [4.0, 1.0, 2.0, 3.0]
+    assert ranking.to_table().index.equals(paper.index)
+
+
+def _long_table_from_percent(percent: pd.DataFrame, n_subjects: int = 5) -> pd.DataFrame:
+    """Per-subject metric table whose means reproduce ``percent`` over a known baseline."""
+    rng = np.random.default_rng(9)
+    base = {"ssim": 0.9, "hfen": 0.4}
+    rows = []
+    for (metric, name), changes in percent.iterrows():
+        key = metric.lower()
+        noise = rng.normal(0, 0.01, n_subjects)
+        noise -= noise.mean()
+        baseline = base[key] + noise
+        for s in range(n_subjects):
+            rows.append(("Q_l", f"s{s}", name, key, baseline[s]))
+            for model, change in changes.items():
+                rows.append((model, f"s{s}", name, key, baseline[s] * (1 + change / 100)))
+    long = pd.DataFrame(rows, columns=["model", "subject", "map", "metric", "value"])
+    return long.pivot_table(
+        index=["model", "subject", "map"], columns="metric", values="value", sort=False
+    ).reset_index()
+
+
+def test_rank_models_reproduces_percent_and_ranks_from_means():
+    paper = m.paper_table3().iloc[:6]
+    table = _long_table_from_percent(paper)
+    ranking = m.rank_models(table, baseline="Q_l")
+    np.testing.assert_allclose(ranking.percent.loc[paper.index, PAPER_MODELS], paper, atol=1e-9)
+    # Ranking by % change equals ranking by means when the baseline is shared.
+    means = ranking.means[PAPER_MODELS]
+    sign = np.where(means.index.get_level_values("metric") == "SSIM", 1.0, -1.0)
+    by_means = means.mul(sign, axis=0).rank(axis=1, ascending=False)
+    pd.testing.assert_frame_equal(ranking.ranks, by_means)
+    pd.testing.assert_frame_equal(ranking.ranks, m.rank_percent(paper).ranks, check_names=False)
+    assert ranking.selected == "M12++"
+    assert ranking.total.tolist() == [18.0, 15.0, 8.0, 19.0]
+    assert ranking.means.loc[("SSIM", "PD"), "Q_l"] == pytest.approx(0.9)
+    per_subject = m.rank_models(table, baseline="Q_l", percent_mode="per_subject")
+    np.testing.assert_allclose(per_subject.percent, ranking.percent, atol=1e-9)  # exact scaling
+
+
+def test_rank_models_ties_share_average_rank_and_tie_break():
+    percent = pd.DataFrame(
+        {"A": [1.0, -10.0], "B": [1.0, -12.0], "C": [0.5, -20.0]},
+        index=pd.MultiIndex.from_tuples([("SSIM", "PD"), ("HFEN", "PD")]),
+    )
+    ranking = m.rank_percent(percent)
+    assert ranking.ranks.loc[("SSIM", "PD")].tolist() == [1.5, 1.5, 3.0]
+    assert ranking.total.tolist() == [4.5, 3.5, 4.0]
+    assert ranking.selected == "B"
+    tied = m.rank_percent(pd.DataFrame({"A": [2.0, -1.0], "B": [1.0, -5.0]}, index=percent.index))
+    assert tied.total.tolist() == [3.0, 3.0]
+    assert tied.selected == "B"  # summed gain: A 2 + 1 = 3, B 1 + 5 = 6
+
+
+def test_rank_models_errors():
+    table = _long_table_from_percent(m.paper_table3().iloc[:6])
+    with pytest.raises(ValueError, match="baseline"):
+        m.rank_models(table, baseline="Q_x")
+    with pytest.raises(ValueError, match="lacks column"):
+        m.rank_models(table.drop(columns="hfen"))
+    incomplete = table.drop(index=table.index[(table["model"] == "M2++")][:1])
+    with pytest.raises(ValueError, match="M2\\+\\+"):
+        m.rank_models(incomplete)
+    with pytest.raises(ValueError, match="duplicate"):
+        m.rank_models(pd.concat([table, table.iloc[:1]]))

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 #: Modules that register a sub-command, in the order ``swig --help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("reproduce", "training", "evaluation")
+COMMAND_MODULES: tuple[str, ...] = ("data", "reproduce", "training", "evaluation", "inference")
 
 
 def build_parser() -> argparse.ArgumentParser:

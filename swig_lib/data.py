@@ -1,0 +1,713 @@
+"""Digital subjects: the synthetic dataset of the paper (Sec. III-A.1) on stored, verified NIfTI files.
+
+For every subject (Fig. 1a of the paper):
+
+1. HR maps Q_h = (PD, T1, T2) and a brain mask: from tissue fractions (:mod:`swig_lib.anatomy`;
+   MNI152 by default, any tissue maps via :func:`subject_from_tissue_fractions`) or from a
+   user's own HR maps (:func:`subject_from_maps`);
+2. the 12 HR contrasts C_h = M(Q_h) (eq. 13-14, :func:`swig_lib.physics.qmri_contrasts`);
+3. Φ (eq. 3) on every 2-D axial slice: centred k-space truncation (``keep`` of each in-plane axis)
+   with complex Gaussian noise σ, seeded per subject → the LR contrasts C_l (:func:`lr_contrasts`);
+4. the voxel-wise maximum-likelihood fit inside the mask → Q_l (:func:`fit_maps`);
+5. the HR guides W = M_g(Q_h) (eq. 15-17): T1w (IR-SPGR) and T2w (SE) (:func:`synthesize_guides`).
+
+A dataset (:func:`build_dataset`, ``swig data``) stores Q_h, Q_l, the guides and the mask of each
+subject as float32 NIfTI with qMRI-BIDS-like names under ``<root>/<dataset>/`` plus a
+``manifest.json`` with the settings, seeds, split and SHA-256 checksums. The 12 LR contrasts are
+not stored: they are cheap and seeded, and :meth:`Acquired.lr_contrasts` recomputes exactly those
+that were fitted. :func:`load_dataset` reuses a dataset whose manifest settings and code
+fingerprint (the sources of :data:`DATA_MODULES`) match and whose checksums verify, and rebuilds it
+otherwise, saying why. Every file is written atomically and the manifest last.
+
+Training code uses :meth:`Dataset.acquired` (what a scanner gives: Q_l, guides, mask, C_l) and
+never :meth:`Dataset.reference` (Q_h, for evaluation only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__, physics
+from .anatomy import (
+    MAP_MAX,
+    TISSUE_VALUES,
+    AnatomySettings,
+    SubjectAnatomy,
+    Template,
+    mni152_template,
+    prepare_template,
+    subject_anatomy,
+)
+from .fitter import fit_qmri
+from .io import (
+    DataValidationError,
+    PathLike,
+    atomic_write_bytes,
+    load_nifti,
+    load_qmri_maps,
+    save_nifti,
+    sha256,
+    validate_maps,
+)
+from .kspace import truncate_kspace
+from .protocols import GUIDE_PROTOCOLS, QMRIProtocol
+
+SPLITS: tuple[str, str, str] = ("train", "val", "test")
+
+#: Modules whose code determines the stored files; a change to any of them forces a rebuild.
+DATA_MODULES: tuple[str, ...] = ("anatomy", "data", "fitter", "io", "kspace", "physics", "protocols")
+
+#: File keys of a subject and the BIDS-like suffix of each file name.
+HR_KEYS: tuple[str, str, str] = ("PDmap", "T1map", "T2map")
+LR_KEYS: tuple[str, str, str] = ("acq-lowres_PDmap", "acq-lowres_T1map", "acq-lowres_T2map")
+MASK_KEY = "desc-brain_mask"
+FILE_KEYS: tuple[str, ...] = (*HR_KEYS, *LR_KEYS, *GUIDE_PROTOCOLS, MASK_KEY)
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """The ``[<profile>.data]`` section of a profile (see ``profiles.toml`` for the meaning of each).
+
+    Attributes
+    ----------
+    dataset : str
+        Folder name under the data root.
+    n_subjects : int
+        Number of digital subjects.
+    split : tuple of int
+        Number of train, validation and test subjects (summing to ``n_subjects``).
+    seed : int
+        Dataset seed; subject i uses ``numpy.random.SeedSequence([seed, i])``.
+    keep, sigma : float
+        Φ of eq. 3: fraction of each in-plane k-space axis kept, and k-space noise σ (a.u.).
+    slices : tuple of int
+        Axial slab ``[start, stop)`` in voxel indices k of the MNI152 1 mm grid (z = k − 72 mm).
+    slice_step : int
+        Keep every ``slice_step``-th slice of the slab.
+    margin : int
+        Voxels (mm) kept in-plane around the template brain.
+    anatomy : AnatomySettings
+        Construction of the subjects (defaults of :class:`~swig_lib.anatomy.AnatomySettings`,
+        overridden by an optional ``[<profile>.data.anatomy]`` table).
+    """
+
+    dataset: str
+    n_subjects: int
+    split: tuple[int, int, int]
+    seed: int
+    keep: float
+    sigma: float
+    slices: tuple[int, int]
+    slice_step: int
+    margin: int
+    anatomy: AnatomySettings = AnatomySettings()
+
+    @classmethod
+    def from_profile(cls, profile: dict[str, Any]) -> DataSettings:
+        """Read and check ``profile["data"]``."""
+        if "data" not in profile:
+            raise KeyError(f"profile {profile.get('name', '?')!r} has no [data] section")
+        section = dict(profile["data"])
+        anatomy = AnatomySettings.from_dict(section.pop("anatomy", {}))
+        required = {f for f in cls.__dataclass_fields__ if f != "anatomy"}
+        missing, unknown = required - set(section), set(section) - required
+        if missing or unknown:
+            raise KeyError(f"[data] section: missing {sorted(missing)}, unknown {sorted(unknown)}")
+        settings = cls(
+            dataset=str(section["dataset"]), n_subjects=int(section["n_subjects"]),
+            split=tuple(int(n) for n in section["split"]), seed=int(section["seed"]),  # type: ignore[arg-type]
+            keep=float(section["keep"]), sigma=float(section["sigma"]),
+            slices=tuple(int(k) for k in section["slices"]),  # type: ignore[arg-type]
+            slice_step=int(section["slice_step"]), margin=int(section["margin"]), anatomy=anatomy,
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Raise ValueError on inconsistent settings."""
+        if self.n_subjects < 1:
+            raise ValueError(f"n_subjects must be at least 1, got {self.n_subjects}")
+        if len(self.split) != 3 or sum(self.split) != self.n_subjects or min(self.split) < 0:
+            raise ValueError(f"split {list(self.split)} (train, val, test) must sum to "
+                             f"n_subjects = {self.n_subjects}")
+        if len(self.slices) != 2 or not 0 <= self.slices[0] < self.slices[1] or self.slice_step < 1:
+            raise ValueError(f"slices [start, stop) = {list(self.slices)} with step "
+                             f"{self.slice_step}: need 0 <= start < stop and step >= 1")
+        if not 0 < self.keep <= 1 or self.sigma < 0:
+            raise ValueError(f"need 0 < keep <= 1 and sigma >= 0; got {self.keep}, {self.sigma}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings the data depend on, JSON-ready: these, the protocols and the tissue values;
+        compared with a manifest to decide reuse (together with :func:`code_fingerprint`)."""
+        protocol = QMRIProtocol()
+        return json.loads(json.dumps({
+            "source": "nilearn MNI152 2009 (1 mm)",
+            "dataset": self.dataset, "n_subjects": self.n_subjects, "split": self.split,
+            "seed": self.seed, "keep": self.keep, "sigma": self.sigma, "slices": self.slices,
+            "slice_step": self.slice_step, "margin": self.margin,
+            "anatomy": self.anatomy.to_dict(),
+            "tissue_values": {k: vars(v) for k, v in TISSUE_VALUES.items()},
+            "map_max": MAP_MAX,
+            "protocol": {"tr": protocol.tr, "te": protocol.te},
+            "guides": {k: {"type": type(p).__name__, **vars(p)} for k, p in GUIDE_PROTOCOLS.items()},
+        }))
+
+    def subject_ids(self) -> list[str]:
+        """``sub-01`` … in subject order (train first, then validation, then test)."""
+        width = max(2, len(str(self.n_subjects)))
+        return [f"sub-{i + 1:0{width}d}" for i in range(self.n_subjects)]
+
+    def split_ids(self) -> dict[str, list[str]]:
+        """Subject ids per split: the first ``split[0]`` train, the next ``split[1]`` val, the rest test."""
+        ids = self.subject_ids()
+        bounds = np.cumsum([0, *self.split])
+        return {name: ids[bounds[i]:bounds[i + 1]] for i, name in enumerate(SPLITS)}
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A digital subject in memory.
+
+    Attributes
+    ----------
+    q_h, q_l : ndarray, shape (3, X, Y, Z), float32
+        HR and LR maps: PD (a.u.), T1 (ms), T2 (ms); zero outside the mask.
+    guides : dict of str to ndarray
+        HR weighted images (X, Y, Z), float32: ``"T1w"`` and ``"T2w"``.
+    mask : ndarray, shape (X, Y, Z), bool
+        Brain mask.
+    affine : ndarray, shape (4, 4)
+        Voxel-to-world affine, mm.
+    noise_seed : int
+        Seed of the k-space noise of Φ (:func:`lr_contrasts`).
+    """
+
+    q_h: np.ndarray
+    q_l: np.ndarray
+    guides: dict[str, np.ndarray]
+    mask: np.ndarray
+    affine: np.ndarray
+    noise_seed: int
+
+
+@dataclass(frozen=True)
+class Acquired:
+    """What a scanner gives for one subject (no HR quantitative map).
+
+    Attributes
+    ----------
+    subject : str
+        Subject id.
+    q_l : ndarray, shape (3, X, Y, Z), float32
+        LR maps: PD (a.u.), T1 (ms), T2 (ms).
+    guides : dict of str to ndarray
+        HR weighted guides (X, Y, Z), float32.
+    mask : ndarray, shape (X, Y, Z), bool
+        Brain mask.
+    affine : ndarray, shape (4, 4)
+        Voxel-to-world affine, mm.
+    """
+
+    subject: str
+    q_l: np.ndarray
+    guides: dict[str, np.ndarray]
+    mask: np.ndarray
+    affine: np.ndarray
+    _contrasts: Callable[[], np.ndarray] = field(repr=False, compare=False)
+
+    def lr_contrasts(self) -> np.ndarray:
+        """The 12 LR contrasts C_l (12, X, Y, Z), float32: exactly those that were fitted into
+        ``q_l`` (recomputed with the subject's noise seed)."""
+        return self._contrasts()
+
+
+def lr_contrasts(q_h: np.ndarray, keep: float, sigma: float, seed: int,
+                 protocol: QMRIProtocol = QMRIProtocol()) -> np.ndarray:
+    """LR contrasts C_l = Φ(M(Q_h)) (eq. 3, 13, 14) on every axial slice, seeded.
+
+    Computed in float32 (complex64 k-space; the rounding error, ~1e-5 a.u., is far below the
+    noise σ); the same inputs always give the same output.
+
+    Parameters
+    ----------
+    q_h : ndarray, shape (3, X, Y, Z)
+        HR maps PD (a.u.), T1 (ms), T2 (ms); axial slices along the last axis.
+    keep : float
+        Fraction of each in-plane k-space axis kept (0.5: one quarter of k-space, the paper's).
+    sigma : float
+        k-space noise σ, a.u. (the paper's 0.1).
+    seed : int
+        Seed of the noise generator (``torch.Generator.manual_seed``).
+    protocol : QMRIProtocol
+        TR and TE, ms.
+
+    Returns
+    -------
+    ndarray, shape (12, X, Y, Z), float32
+        Saturation-recovery contrasts first, then spin-echo ones.
+    """
+    maps = torch.from_numpy(np.ascontiguousarray(q_h, dtype=np.float32))
+    contrasts = physics.qmri_contrasts(maps[0], maps[1], maps[2], protocol)
+    generator = torch.Generator().manual_seed(int(seed))
+    axial = truncate_kspace(contrasts.permute(0, 3, 1, 2), keep, sigma, generator)
+    return axial.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def fit_maps(contrasts: np.ndarray, mask: np.ndarray, protocol: QMRIProtocol = QMRIProtocol()) -> np.ndarray:
+    """Q_l: maximum-likelihood fit of the contrasts inside the mask (:func:`swig_lib.fitter.fit_qmri`).
+
+    The maps are clipped to the paper's ranges :data:`~swig_lib.anatomy.MAP_MAX` (like MAGiC's
+    maps, which stop at 4300 ms and 2000 ms) and are zero outside the mask.
+
+    Parameters
+    ----------
+    contrasts : ndarray, shape (12, X, Y, Z)
+        Contrasts in the order of :func:`swig_lib.physics.qmri_contrasts`.
+    mask : ndarray of bool, shape (X, Y, Z)
+        Voxels to fit.
+    protocol : QMRIProtocol
+        TR and TE, ms.
+
+    Returns
+    -------
+    ndarray, shape (3, X, Y, Z), float32
+        PD (a.u.), T1 (ms), T2 (ms).
+    """
+    fitted = fit_qmri(torch.from_numpy(np.ascontiguousarray(contrasts)), protocol=protocol,
+                      mask=torch.from_numpy(np.asarray(mask, dtype=bool)))
+    upper = torch.tensor(MAP_MAX, dtype=fitted.dtype).view(3, *([1] * (fitted.ndim - 1)))
+    return torch.minimum(fitted.clamp(min=0.0), upper).numpy().astype(np.float32)
+
+
+def synthesize_guides(q_h: np.ndarray) -> dict[str, np.ndarray]:
+    """HR guides W = M_g(Q_h) (eq. 4, 15-17) for every protocol of ``GUIDE_PROTOCOLS``, float32."""
+    maps = torch.from_numpy(np.ascontiguousarray(q_h, dtype=np.float32)).to(torch.float64)
+    return {name: physics.weighted_image(protocol, maps[0], maps[1], maps[2]).to(torch.float32).numpy()
+            for name, protocol in GUIDE_PROTOCOLS.items()}
+
+
+def acquire(q_h: np.ndarray, mask: np.ndarray, affine: np.ndarray, keep: float = 0.5,
+            sigma: float = 0.1, seed: int = 0) -> Subject:
+    """Simulate the acquisitions of a subject with HR maps ``q_h``: Φ → fit → Q_l, and the guides.
+
+    Parameters
+    ----------
+    q_h : ndarray, shape (3, X, Y, Z)
+        HR maps PD (a.u.), T1 (ms), T2 (ms), zero outside the mask.
+    mask : ndarray of bool, shape (X, Y, Z)
+        Brain mask.
+    affine : ndarray, shape (4, 4)
+        Voxel-to-world affine.
+    keep, sigma, seed
+        Φ settings and noise seed (:func:`lr_contrasts`).
+    """
+    q_h = np.where(mask, np.asarray(q_h, dtype=np.float32), np.float32(0))
+    q_l = fit_maps(lr_contrasts(q_h, keep, sigma, seed), mask)
+    return Subject(q_h, q_l, synthesize_guides(q_h), np.asarray(mask, dtype=bool),
+                   np.asarray(affine, dtype=np.float64), int(seed))
+
+
+def subject_from_maps(pd: PathLike | np.ndarray, t1: PathLike | np.ndarray, t2: PathLike | np.ndarray,
+                      mask: PathLike | np.ndarray | None = None, affine: np.ndarray | None = None,
+                      keep: float = 0.5, sigma: float = 0.1, seed: int = 0) -> Subject:
+    """A digital subject from a user's own HR maps (e.g. BrainWeb-derived or their own qMRI).
+
+    The maps go through the same Φ → fit pipeline as the built-in subjects.
+
+    Parameters
+    ----------
+    pd, t1, t2 : path or ndarray
+        HR maps (PD a.u., T1 and T2 in ms), NIfTI files (validated by
+        :func:`swig_lib.io.load_qmri_maps`) or arrays (X, Y, Z) with axial slices last.
+    mask : path or ndarray, optional
+        Brain mask; default the voxels where all three maps are > 0.
+    affine : ndarray, optional
+        Affine for array inputs (default identity: 1 mm voxels); ignored for files.
+    keep, sigma, seed
+        Φ settings and noise seed (:func:`lr_contrasts`).
+
+    Raises
+    ------
+    DataValidationError
+        On invalid maps (see :func:`swig_lib.io.validate_maps`).
+    """
+    inputs = (pd, t1, t2) if mask is None else (pd, t1, t2, mask)
+    if all(isinstance(x, (str, os.PathLike)) for x in inputs):
+        loaded = load_qmri_maps(pd, t1, t2, mask)  # type: ignore[arg-type]
+        return acquire(loaded.maps, loaded.mask, loaded.affine, keep, sigma, seed)
+    if not all(isinstance(x, np.ndarray) for x in inputs):
+        raise TypeError("pass the maps (and mask) either all as NIfTI paths or all as arrays")
+    shapes = [np.shape(x) for x in (pd, t1, t2)]
+    if len(set(shapes)) != 1 or len(shapes[0]) != 3:
+        raise DataValidationError(f"PD, T1, T2 arrays: expected three 3-D arrays of one shape, "
+                                  f"got {shapes}")
+    maps = np.stack([np.asarray(x, dtype=np.float32) for x in (pd, t1, t2)])
+    mask_b = np.all(maps > 0, axis=0) if mask is None else np.asarray(mask) != 0
+    if mask_b.shape != maps.shape[1:]:
+        raise DataValidationError(f"mask array: shape {mask_b.shape} differs from the maps' "
+                                  f"{maps.shape[1:]}; pass a mask on the maps' voxel grid")
+    validate_maps(maps, mask_b, ("PD array", "T1 array", "T2 array"), "mask array")
+    return acquire(maps, mask_b, np.eye(4) if affine is None else affine, keep, sigma, seed)
+
+
+def _array(x: PathLike | np.ndarray) -> np.ndarray:
+    """A float32 array from an array or a NIfTI path."""
+    return load_nifti(x)[0] if isinstance(x, (str, os.PathLike)) else np.asarray(x, dtype=np.float32)
+
+
+def subject_from_tissue_fractions(
+    gm: PathLike | np.ndarray, wm: PathLike | np.ndarray, csf: PathLike | np.ndarray,
+    mask: PathLike | np.ndarray, affine: np.ndarray | None = None, seed: int = 0,
+    anatomy: AnatomySettings = AnatomySettings(), slices: Sequence[int] | None = None,
+    keep: float = 0.5, sigma: float = 0.1,
+) -> Subject:
+    """A digital subject from tissue probability maps (MNI152 by default; BrainWeb fuzzy models
+    converted to NIfTI; any 1 mm GM/WM/CSF maps).
+
+    Parameters
+    ----------
+    gm, wm, csf, mask : path or ndarray
+        Tissue probabilities and brain mask on one 1 mm grid (X, Y, Z), axial slices last.
+    affine : ndarray, optional
+        Affine for array inputs (default identity); for files, that of ``gm``.
+    seed : int
+        Subject seed: ``SeedSequence([seed, 0])`` draws the anatomy and the k-space noise.
+    anatomy : AnatomySettings
+        Construction; :meth:`AnatomySettings.plain` for maps of one individual (no deformation,
+        sharpening or folding).
+    slices : sequence of int, optional
+        Axial indices to produce (evenly spaced); default all slices with brain.
+    keep, sigma
+        Φ settings (:func:`lr_contrasts`).
+    """
+    volumes = [_array(x) for x in (gm, wm, csf, mask)]
+    if len({v.shape for v in volumes}) != 1 or volumes[0].ndim != 3:
+        raise DataValidationError(f"GM, WM, CSF, mask: expected 3-D volumes of one shape, "
+                                  f"got {[v.shape for v in volumes]}; resample them onto one grid")
+    if affine is None:
+        affine = load_nifti(gm)[1] if isinstance(gm, (str, os.PathLike)) else np.eye(4)
+    template = prepare_template(*volumes, affine)
+    if slices is None:
+        slices = np.flatnonzero(template.mask.any(axis=(0, 1)))
+    return _digital_subject(template, seed, 0, np.asarray(slices), anatomy, keep, sigma)[0]
+
+
+def _seeds(seed: int, index: int) -> tuple[np.random.Generator, int]:
+    """Anatomy random stream and k-space noise seed of subject ``index`` of a dataset."""
+    anatomy_seq, noise_seq = np.random.SeedSequence([seed, index]).spawn(2)
+    return np.random.default_rng(anatomy_seq), int(noise_seq.generate_state(1, np.uint64)[0] >> 1)
+
+
+def _slab_affine(template: Template, slices: np.ndarray) -> np.ndarray:
+    """Affine of the stored slab: template affine, first slice ``slices[0]``, axial step."""
+    step = int(slices[1] - slices[0]) if len(slices) > 1 else 1
+    local = np.eye(4)
+    local[2, 2], local[2, 3] = step, slices[0]
+    return template.affine @ local
+
+
+def _digital_subject(template: Template, seed: int, index: int, slices: np.ndarray,
+                     anatomy: AnatomySettings, keep: float, sigma: float) -> tuple[Subject, SubjectAnatomy]:
+    """Acquisitions and anatomy of subject ``index`` of a dataset with seed ``seed``."""
+    if len(slices) == 0 or len(np.unique(np.diff(slices))) > 1 or np.any(np.diff(slices) <= 0):
+        raise ValueError(f"slices must be increasing and evenly spaced; got {list(slices)}")
+    rng, noise_seed = _seeds(seed, index)
+    built = subject_anatomy(template, rng, anatomy, slices)
+    return acquire(built.maps, built.mask, _slab_affine(template, slices), keep, sigma, noise_seed), built
+
+
+# ----------------------------------------------------------------------------------------------
+# Datasets on disk
+
+
+def subject_files(sid: str) -> dict[str, str]:
+    """Relative paths of a subject's files, by key (BIDS-like: ``sub-01/anat/sub-01_T1map.nii.gz``)."""
+    return {key: f"{sid}/anat/{sid}_{key}.nii.gz" for key in FILE_KEYS}
+
+
+def dataset_folder(settings: DataSettings, root: PathLike = "data") -> Path:
+    """``<root>/<settings.dataset>``."""
+    return Path(root) / settings.dataset
+
+
+def code_fingerprint() -> dict[str, str]:
+    """SHA-256 of the source of each of :data:`DATA_MODULES`, by file name."""
+    package = resources.files("swig_lib")
+    return {f"{name}.py": hashlib.sha256(package.joinpath(f"{name}.py").read_bytes()).hexdigest()
+            for name in DATA_MODULES}
+
+
+def check_dataset(folder: Path, settings: DataSettings) -> str | None:
+    """Why the dataset in ``folder`` cannot be reused, or None when it is intact and up to date."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        return f"no {MANIFEST} in {folder}"
+    except (OSError, ValueError) as err:
+        return f"unreadable {MANIFEST} ({err})"
+    if manifest.get("settings") != settings.to_dict():
+        stored = manifest.get("settings") or {}
+        wanted = settings.to_dict()
+        changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+        return f"settings changed ({', '.join(changed)})"
+    stored_code, code = manifest.get("code") or {}, code_fingerprint()
+    if stored_code != code:
+        changed = sorted(k for k in set(stored_code) | set(code) if stored_code.get(k) != code.get(k))
+        return f"code changed ({', '.join(changed)})"
+    for entry in manifest.get("subjects", {}).values():
+        for item in entry["files"].values():
+            path = folder / item["path"]
+            if not path.is_file():
+                return f"missing file {item['path']}"
+            if sha256(path) != item["sha256"]:
+                return f"checksum mismatch for {item['path']}"
+    if sorted(manifest.get("subjects", {})) != settings.subject_ids():
+        return "subject list differs from the settings"
+    return None
+
+
+@contextmanager
+def _lock(folder: Path) -> Iterator[None]:
+    """Exclusive lock on ``folder`` (POSIX ``flock``) so concurrent builds do not interleave."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def build_dataset(profile: dict[str, Any], root: PathLike = "data", force: bool = False,
+                  progress: bool = True, log: Callable[[str], None] = print) -> tuple[Path, bool]:
+    """Build the digital subjects of ``profile`` under ``root``, unless an intact copy exists.
+
+    Parameters
+    ----------
+    profile : dict
+        A profile (:func:`swig_lib.config.load_profile`) with a ``data`` section.
+    root : str or PathLike
+        Data root; the dataset goes to ``<root>/<data.dataset>``.
+    force : bool
+        Rebuild even if the dataset is intact.
+    progress : bool
+        Show a tqdm progress bar.
+    log : callable
+        Receives a one-line message saying why the dataset is (re)built, before building.
+
+    Returns
+    -------
+    folder : Path
+        The dataset folder.
+    reused : bool
+        True when an intact dataset was found and nothing was built.
+    """
+    settings = DataSettings.from_profile(profile)
+    folder = dataset_folder(settings, root)
+    with _lock(folder):
+        reason = "--force" if force else check_dataset(folder, settings)
+        if reason is None:
+            return folder, True
+        log(f"building {folder}: {reason}")
+        _build(folder, settings, progress)
+    return folder, False
+
+
+@contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    """Run torch with ``count`` intra-op threads, then restore the previous number."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _build(folder: Path, settings: DataSettings, progress: bool) -> None:
+    """Write every subject, remove stale ones, then the manifest (last, so a crash leaves none).
+
+    Torch runs single-threaded here: the per-voxel fit and the FFTs work on many small tensors,
+    where OpenMP threads gain little and, when another process competes for the cores, spin so
+    long that the build slows down by 10-50x.
+    """
+    with _torch_threads(1):
+        _build_subjects(folder, settings, progress)
+
+
+def _build_subjects(folder: Path, settings: DataSettings, progress: bool) -> None:
+    """The body of :func:`_build`."""
+    (folder / MANIFEST).unlink(missing_ok=True)
+    start = time.perf_counter()
+    template = mni152_template(settings.margin)
+    slices = np.arange(*settings.slices, settings.slice_step)
+    offset = template.offset[2]
+    if slices[0] < offset or slices[-1] - offset >= template.shape[2]:
+        raise ValueError(f"slices {list(settings.slices)} leave the template's axial range "
+                         f"[{offset}, {offset + template.shape[2]})")
+    subjects: dict[str, Any] = {}
+    ids = settings.subject_ids()
+    for index, sid in enumerate(tqdm(ids, desc=f"digital subjects ({settings.dataset})",
+                                     unit="subject", disable=not progress)):
+        subject, built = _digital_subject(template, settings.seed, index, slices - offset,
+                                          settings.anatomy, settings.keep, settings.sigma)
+        subjects[sid] = {"seed": [settings.seed, index], "noise_seed": subject.noise_seed,
+                         "min_jacobian": round(built.min_jacobian, 4),
+                         "tissue_values": {k: {p: round(x, 2) for p, x in vars(v).items()}
+                                           for k, v in built.tissue_values.items()},
+                         "files": _write_subject(folder, sid, subject)}
+        shape = list(subject.mask.shape)
+    for stale in sorted(folder.glob("sub-*")):
+        if stale.is_dir() and stale.name not in subjects:
+            shutil.rmtree(stale)
+    manifest = {
+        "settings": settings.to_dict(),
+        "code": code_fingerprint(),
+        "split": settings.split_ids(),
+        "subjects": subjects,
+        "shape": shape,
+        "slices": slices.tolist(),
+        "build": {"seconds": round(time.perf_counter() - start, 1), "swig_lib": __version__,
+                  "numpy": np.__version__, "torch": torch.__version__},
+    }
+    atomic_write_bytes(folder / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+
+
+def _write_subject(folder: Path, sid: str, subject: Subject) -> dict[str, dict[str, str]]:
+    """Write one subject's files atomically; returns their relative paths and checksums."""
+    arrays = {**dict(zip(HR_KEYS, subject.q_h)), **dict(zip(LR_KEYS, subject.q_l)),
+              **subject.guides, MASK_KEY: subject.mask}
+    files = {}
+    for key, relative in subject_files(sid).items():
+        path = save_nifti(folder / relative, arrays[key], subject.affine)
+        files[key] = {"path": relative, "sha256": sha256(path)}
+    return files
+
+
+class Dataset:
+    """A built, verified dataset of digital subjects (see :func:`load_dataset`).
+
+    Attributes
+    ----------
+    folder : Path
+        The dataset folder.
+    settings : dict
+        The data settings it was built with (Φ's keep and sigma, protocol, seeds, anatomy, ...).
+    manifest : dict
+        The whole ``manifest.json``: settings, split, per-subject seeds and checksums, grid
+        ``shape``, stored MNI152 axial ``slices``, and the ``build`` record (seconds, versions).
+    """
+
+    def __init__(self, folder: Path, manifest: dict[str, Any]):
+        self.folder = folder
+        self.manifest = manifest
+        self.settings: dict[str, Any] = manifest["settings"]
+
+    def subject_ids(self, split: str) -> list[str]:
+        """Subject ids of ``split`` ("train", "val" or "test"), e.g. ``["sub-01", ...]``."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+        return list(self.manifest["split"][split])
+
+    def _load(self, sid: str, keys: Sequence[str]) -> tuple[list[np.ndarray], np.ndarray]:
+        """Arrays of ``sid``'s files ``keys`` and their (shared) affine."""
+        if sid not in self.manifest["subjects"]:
+            raise KeyError(f"no subject {sid!r} in {self.folder}")
+        files = subject_files(sid)
+        loaded = [load_nifti(self.folder / files[key], canonical=False) for key in keys]
+        return [data for data, _ in loaded], loaded[0][1]
+
+    def acquired(self, sid: str) -> Acquired:
+        """What a scanner gives for subject ``sid``: Q_l, the guides, the mask and C_l."""
+        (mask, *arrays), affine = self._load(sid, [MASK_KEY, *LR_KEYS, *GUIDE_PROTOCOLS])
+        noise_seed = int(self.manifest["subjects"][sid]["noise_seed"])
+        keep, sigma = float(self.settings["keep"]), float(self.settings["sigma"])
+        return Acquired(sid, np.stack(arrays[:3]), dict(zip(GUIDE_PROTOCOLS, arrays[3:])), mask > 0,
+                        affine, lambda: lr_contrasts(self.reference(sid), keep, sigma, noise_seed))
+
+    def reference(self, sid: str) -> np.ndarray:
+        """Q_h (3, X, Y, Z) float32 of ``sid``: for evaluation only, never for training or model
+        selection."""
+        return np.stack(self._load(sid, HR_KEYS)[0])
+
+
+def load_dataset(profile: dict[str, Any], root: PathLike = "data", build: bool = True,
+                 progress: bool = True) -> Dataset:
+    """Open the dataset of ``profile``, building (or rebuilding) it first if missing or stale.
+
+    Parameters
+    ----------
+    profile : dict
+        A profile with a ``data`` section.
+    root : str or PathLike
+        Data root.
+    build : bool
+        Build when missing or stale; when False, raise instead.
+    progress : bool
+        Progress bar while building.
+
+    Raises
+    ------
+    FileNotFoundError
+        With ``build=False``, when the dataset is missing or stale (with the reason).
+    """
+    settings = DataSettings.from_profile(profile)
+    folder = dataset_folder(settings, root)
+    if build:
+        build_dataset(profile, root, progress=progress)
+    else:
+        reason = check_dataset(folder, settings)
+        if reason is not None:
+            raise FileNotFoundError(f"dataset {folder} is not usable ({reason}); run "
+                                    f"`swig data --profile {profile.get('name', '<profile>')}`")
+    return Dataset(folder, json.loads((folder / MANIFEST).read_text()))
+
+
+def folder_size(folder: Path) -> int:
+    """Total size in bytes of the files under ``folder``."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``swig data``."""
+    parser = subparsers.add_parser("data", help="build (or verify) the digital subjects of a profile",
+                                   description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="quick", help="smoke, quick or paper (default quick)")
+    parser.add_argument("--root", default="data", help="data root folder (default: data)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if intact")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    """Entry point of ``swig data``."""
+    from .config import load_profile
+
+    profile = load_profile(args.profile)
+    folder, reused = build_dataset(profile, args.root, force=args.force, progress=not args.no_progress)
+    if reused:
+        print(f"reusing {folder}: settings match and checksums verify")
+    dataset = Dataset(folder, json.loads((folder / MANIFEST).read_text()))
+    sizes = {split: len(dataset.subject_ids(split)) for split in SPLITS}
+    print(f"{folder}: {sum(sizes.values())} subjects (train {sizes['train']}, val {sizes['val']}, "
+          f"test {sizes['test']}), grid {dataset.manifest['shape']}, "
+          f"{folder_size(folder) / 2**20:.0f} MiB")
+    return 0

@@ -31,6 +31,7 @@ from swig_lib.physics import qmri_contrasts
 from swig_lib.protocols import QMRIProtocol
 
 PROTOCOL = QMRIProtocol()
+MAPS = ("PD", "T1", "T2")
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
@@ -87,12 +88,14 @@ def _reset_peak_rss() -> bool:
     return True
 
 
-def timed_fit(contrasts: torch.Tensor, args: argparse.Namespace) -> tuple[torch.Tensor, float, float | None]:
+def timed_fit(
+    contrasts: torch.Tensor, repeats: int, grid: tuple[int, int], chunk_size: int
+) -> tuple[torch.Tensor, float, float | None]:
     """Best-of-``repeats`` fit; returns the maps, the best wall time (s) and peak memory (MiB)."""
     cuda = contrasts.device.type == "cuda"
     best = math.inf
     peak_mib = None
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -102,7 +105,7 @@ def timed_fit(contrasts: torch.Tensor, args: argparse.Namespace) -> tuple[torch.
             base = _rss_kib("VmRSS")
         start = time.perf_counter()
         maps = fit_qmri(
-            contrasts, PROTOCOL.tr, PROTOCOL.te, grid_size=tuple(args.grid), chunk_size=args.chunk_size
+            contrasts, PROTOCOL.tr, PROTOCOL.te, grid_size=tuple(grid), chunk_size=chunk_size
         )
         if cuda:
             torch.cuda.synchronize()
@@ -138,44 +141,105 @@ def scipy_check(signal: np.ndarray, truth: np.ndarray, ours: np.ndarray) -> np.n
     return np.array(diffs)
 
 
+def run(
+    voxels: int = 1_000_000,
+    sigmas: tuple[float, ...] = (0.0, 0.1, 0.5),
+    dtype: str = "float64",
+    device: str = "auto",
+    repeats: int = 3,
+    threads: int | None = None,
+    grid: tuple[int, int] = (16, 16),
+    chunk_size: int = 2**16,
+    scipy_voxels: int = 0,
+    seed: int = 0,
+) -> list[dict]:
+    """Run the benchmark; one result row per noise level and device.
+
+    Parameters are the command-line options (see :func:`parse_args`). ``threads`` sets torch's
+    CPU threads for the run and restores the previous number afterwards.
+
+    Returns
+    -------
+    list of dict
+        Keys ``device``, ``threads``, ``dtype``, ``sigma``, ``voxels``, ``seconds`` (best of
+        ``repeats``), ``voxels_per_s``, ``peak_mib`` (None when not measurable),
+        ``median_rel_err`` and ``p99_rel_err`` (dicts by map) and, with ``scipy_voxels``,
+        ``scipy_rel_objective_max``/``_min``.
+    """
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _run(voxels, sigmas, dtype, device, repeats, grid, chunk_size, scipy_voxels, seed)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run(
+    voxels: int, sigmas: tuple[float, ...], dtype: str, device: str, repeats: int,
+    grid: tuple[int, int], chunk_size: int, scipy_voxels: int, seed: int,
+) -> list[dict]:
+    """The body of :func:`run`, with torch's threads already set."""
+    devices = ["cpu"] if device in ("auto", "cpu") else []
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        devices.append("cuda")
+    pd, t1, t2 = tissue_maps(voxels, seed)
+    truth = torch.stack((pd, t1, t2))
+    clean = qmri_contrasts(pd, t1, t2)
+    rows = []
+    for sigma in sigmas:
+        g = torch.Generator().manual_seed(seed + 1)
+        noisy = clean + sigma * torch.randn(clean.shape, generator=g, dtype=torch.float64)
+        for name in devices:
+            contrasts = noisy.to(device=name, dtype=getattr(torch, dtype))
+            maps, seconds, peak = timed_fit(contrasts, repeats, grid, chunk_size)
+            rel = ((maps.double().cpu() - truth) / truth).abs()
+            row = {
+                "device": name,
+                "threads": torch.get_num_threads() if name == "cpu" else None,
+                "dtype": dtype,
+                "sigma": float(sigma),
+                "voxels": voxels,
+                "seconds": seconds,
+                "voxels_per_s": voxels / seconds,
+                "peak_mib": peak,
+                "median_rel_err": {n: float(rel[i].median()) for i, n in enumerate(MAPS)},
+                "p99_rel_err": {n: float(rel[i].quantile(0.99)) for i, n in enumerate(MAPS)},
+            }
+            if sigma > 0 and scipy_voxels > 0:
+                n = min(scipy_voxels, voxels)
+                ours = maps[:, :n].double().cpu().T.numpy()
+                diffs = scipy_check(noisy[:, :n].T.numpy(), truth[:, :n].T.numpy(), ours)
+                row.update(scipy_voxels=n, scipy_rel_objective_max=float(diffs.max()),
+                           scipy_rel_objective_min=float(diffs.min()))
+            rows.append(row)
+    return rows
+
+
 def main() -> None:
     """Run the benchmark and print one line per device and noise level."""
     args = parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    devices = ["cpu"] if args.device in ("auto", "cpu") else []
-    if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()):
-        devices.append("cuda")
-    dtype = getattr(torch, args.dtype)
-    pd, t1, t2 = tissue_maps(args.voxels, args.seed)
-    truth = torch.stack((pd, t1, t2))
-    clean = qmri_contrasts(pd, t1, t2)
     print(
         f"fit_qmri: {args.voxels} voxels, {args.dtype}, grid {args.grid[0]}x{args.grid[1]}, "
         f"chunk {args.chunk_size}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
         f"best of {args.repeats}"
     )
-    for sigma in args.sigma:
-        g = torch.Generator().manual_seed(args.seed + 1)
-        noisy = clean + sigma * torch.randn(clean.shape, generator=g, dtype=torch.float64)
-        for device in devices:
-            contrasts = noisy.to(device=device, dtype=dtype)
-            maps, seconds, peak = timed_fit(contrasts, args)
-            rel = ((maps.double().cpu() - truth) / truth).abs()
-            med = ", ".join(f"{n} {rel[i].median():.1e}" for i, n in enumerate(("PD", "T1", "T2")))
-            p99 = ", ".join(f"{n} {rel[i].quantile(0.99):.1e}" for i, n in enumerate(("PD", "T1", "T2")))
-            memory = "n/a" if peak is None else f"{peak:.0f} MiB"
+    rows = run(args.voxels, tuple(args.sigma), args.dtype, args.device, args.repeats, None,
+               tuple(args.grid), args.chunk_size, args.scipy_voxels, args.seed)
+    for row in rows:
+        med = ", ".join(f"{n} {v:.1e}" for n, v in row["median_rel_err"].items())
+        p99 = ", ".join(f"{n} {v:.1e}" for n, v in row["p99_rel_err"].items())
+        memory = "n/a" if row["peak_mib"] is None else f"{row['peak_mib']:.0f} MiB"
+        print(
+            f"[{row['device']}] sigma {row['sigma']:g}: {row['voxels_per_s']:,.0f} voxels/s "
+            f"({row['seconds']:.2f} s), median rel. error {med}; 99th pct {p99}; peak memory {memory}"
+        )
+        if "scipy_voxels" in row:
             print(
-                f"[{device}] sigma {sigma:g}: {args.voxels / seconds:,.0f} voxels/s ({seconds:.2f} s), "
-                f"median rel. error {med}; 99th pct {p99}; peak memory {memory}"
-            )
-        if sigma > 0 and args.scipy_voxels > 0:
-            n = min(args.scipy_voxels, args.voxels)
-            ours = maps[:, :n].double().cpu().T.numpy()
-            diffs = scipy_check(noisy[:, :n].T.numpy(), truth[:, :n].T.numpy(), ours)
-            print(
-                f"    scipy least_squares on {n} voxels: (f_ours - f_scipy)/f_scipy max {diffs.max():.1e}, "
-                f"min {diffs.min():.1e}"
+                f"    scipy least_squares on {row['scipy_voxels']} voxels: (f_ours - f_scipy)/f_scipy "
+                f"max {row['scipy_rel_objective_max']:.1e}, min {row['scipy_rel_objective_min']:.1e}"
             )
 
 

@@ -11,8 +11,9 @@ For every subject (Fig. 1a of the paper):
 4. the voxel-wise maximum-likelihood fit inside the mask → Q_l (:func:`fit_maps`);
 5. the HR guides W = M_g(Q_h) (eq. 15-17): T1w (IR-SPGR) and T2w (SE) (:func:`synthesize_guides`).
 
-A dataset (:func:`build_dataset`, ``swig data``) stores Q_h, Q_l, the guides and the mask of each
-subject as float32 NIfTI with qMRI-BIDS-like names under ``<root>/<dataset>/`` plus a
+A dataset (:func:`build_dataset`, ``swig data``) stores Q_h, Q_l, the guides, the mask and a tissue
+label map (:func:`tissue_labels`, for evaluation in white and grey matter) of each subject as
+NIfTI (float32; the labels uint8) with qMRI-BIDS-like names under ``<root>/<dataset>/`` plus a
 ``manifest.json`` with the settings, seeds, split and SHA-256 checksums. The 12 LR contrasts are
 not stored: they are cheap and seeded, and :meth:`Acquired.lr_contrasts` recomputes exactly those
 that were fitted. :func:`load_dataset` reuses a dataset whose manifest settings and code
@@ -20,7 +21,8 @@ fingerprint (the sources of :data:`DATA_MODULES`) match and whose checksums veri
 otherwise, saying why. Every file is written atomically and the manifest last.
 
 Training code uses :meth:`Dataset.acquired` (what a scanner gives: Q_l, guides, mask, C_l) and
-never :meth:`Dataset.reference` (Q_h, for evaluation only).
+never :meth:`Dataset.reference` nor :meth:`Dataset.labels` (Q_h and the tissue labels, for
+evaluation only).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -77,7 +79,18 @@ DATA_MODULES: tuple[str, ...] = ("anatomy", "data", "fitter", "io", "kspace", "p
 HR_KEYS: tuple[str, str, str] = ("PDmap", "T1map", "T2map")
 LR_KEYS: tuple[str, str, str] = ("acq-lowres_PDmap", "acq-lowres_T1map", "acq-lowres_T2map")
 MASK_KEY = "desc-brain_mask"
-FILE_KEYS: tuple[str, ...] = (*HR_KEYS, *LR_KEYS, *GUIDE_PROTOCOLS, MASK_KEY)
+#: File key of the tissue label map (BIDS discrete segmentation, ``sub-01_dseg.nii.gz``).
+DSEG_KEY = "dseg"
+FILE_KEYS: tuple[str, ...] = (*HR_KEYS, *LR_KEYS, *GUIDE_PROTOCOLS, MASK_KEY, DSEG_KEY)
+
+#: Values of the tissue label map (:func:`tissue_labels`): 1-3 where one tissue makes up at least
+#: :data:`LABEL_PURITY` of the voxel (in the order of :data:`swig_lib.anatomy.TISSUES`); the other
+#: brain voxels are 4 when they hold at least 1 − :data:`LABEL_PURITY` of CSF (CSF partial volume:
+#: sulci, ventricle walls), else 5 (GM/WM partial volume).
+TISSUE_LABELS: dict[int, str] = {0: "background", 1: "GM", 2: "WM", 3: "CSF",
+                                 4: "CSF partial volume", 5: "GM/WM partial volume"}
+#: Smallest tissue fraction for a voxel to carry that tissue's label.
+LABEL_PURITY = 0.9
 
 MANIFEST = "manifest.json"
 
@@ -166,6 +179,7 @@ class DataSettings:
             "anatomy": self.anatomy.to_dict(),
             "tissue_values": {k: vars(v) for k, v in TISSUE_VALUES.items()},
             "map_max": MAP_MAX,
+            "labels": {"values": TISSUE_LABELS, "purity": LABEL_PURITY},
             "protocol": {"tr": protocol.tr, "te": protocol.te},
             "guides": {k: {"type": type(p).__name__, **vars(p)} for k, p in GUIDE_PROTOCOLS.items()},
         }))
@@ -198,6 +212,9 @@ class Subject:
         Voxel-to-world affine, mm.
     noise_seed : int
         Seed of the k-space noise of Φ (:func:`lr_contrasts`).
+    labels : ndarray, shape (X, Y, Z), uint8, or None
+        Tissue labels (:func:`tissue_labels`, values :data:`TISSUE_LABELS`) when the subject was
+        built from tissue fractions; None for subjects built from maps.
     """
 
     q_h: np.ndarray
@@ -206,6 +223,7 @@ class Subject:
     mask: np.ndarray
     affine: np.ndarray
     noise_seed: int
+    labels: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -302,6 +320,35 @@ def synthesize_guides(q_h: np.ndarray) -> dict[str, np.ndarray]:
     maps = torch.from_numpy(np.ascontiguousarray(q_h, dtype=np.float32)).to(torch.float64)
     return {name: physics.weighted_image(protocol, maps[0], maps[1], maps[2]).to(torch.float32).numpy()
             for name, protocol in GUIDE_PROTOCOLS.items()}
+
+
+def tissue_labels(fractions: np.ndarray, mask: np.ndarray, purity: float = LABEL_PURITY) -> np.ndarray:
+    """Discrete tissue labels from tissue fractions (values :data:`TISSUE_LABELS`).
+
+    A brain voxel gets the label of its largest tissue fraction (1 GM, 2 WM, 3 CSF) when that
+    fraction is at least ``purity``; otherwise 4 ("CSF partial volume") when its CSF fraction is
+    at least 1 − ``purity``, else 5 ("GM/WM partial volume"). Voxels outside the mask get 0.
+
+    Parameters
+    ----------
+    fractions : ndarray, shape (3, X, Y, Z)
+        GM, WM and CSF fractions in [0, 1] (:data:`swig_lib.anatomy.TISSUES` order).
+    mask : ndarray of bool, shape (X, Y, Z)
+        Brain mask.
+    purity : float
+        Smallest fraction of a pure-tissue voxel, in (0.5, 1].
+
+    Returns
+    -------
+    ndarray, shape (X, Y, Z), uint8
+    """
+    if not 0.5 < purity <= 1:
+        raise ValueError(f"purity must lie in (0.5, 1], got {purity}")
+    fractions = np.asarray(fractions)
+    pure = fractions.max(axis=0) >= purity
+    mixed = np.where(fractions[2] >= 1.0 - purity, 4, 5)
+    labels = np.where(pure, fractions.argmax(axis=0) + 1, mixed)
+    return np.where(np.asarray(mask, dtype=bool), labels, 0).astype(np.uint8)
 
 
 def acquire(q_h: np.ndarray, mask: np.ndarray, affine: np.ndarray, keep: float = 0.5,
@@ -431,7 +478,8 @@ def _digital_subject(template: Template, seed: int, index: int, slices: np.ndarr
         raise ValueError(f"slices must be increasing and evenly spaced; got {list(slices)}")
     rng, noise_seed = _seeds(seed, index)
     built = subject_anatomy(template, rng, anatomy, slices)
-    return acquire(built.maps, built.mask, _slab_affine(template, slices), keep, sigma, noise_seed), built
+    subject = acquire(built.maps, built.mask, _slab_affine(template, slices), keep, sigma, noise_seed)
+    return replace(subject, labels=tissue_labels(built.fractions, built.mask)), built
 
 
 # ----------------------------------------------------------------------------------------------
@@ -593,11 +641,14 @@ def _build_subjects(folder: Path, settings: DataSettings, progress: bool) -> Non
 
 def _write_subject(folder: Path, sid: str, subject: Subject) -> dict[str, dict[str, str]]:
     """Write one subject's files atomically; returns their relative paths and checksums."""
+    if subject.labels is None:
+        raise ValueError(f"{sid}: a stored subject needs its tissue labels")
     arrays = {**dict(zip(HR_KEYS, subject.q_h)), **dict(zip(LR_KEYS, subject.q_l)),
-              **subject.guides, MASK_KEY: subject.mask}
+              **subject.guides, MASK_KEY: subject.mask, DSEG_KEY: subject.labels}
     files = {}
     for key, relative in subject_files(sid).items():
-        path = save_nifti(folder / relative, arrays[key], subject.affine)
+        path = save_nifti(folder / relative, arrays[key], subject.affine,
+                          dtype=np.uint8 if key == DSEG_KEY else None)
         files[key] = {"path": relative, "sha256": sha256(path)}
     return files
 
@@ -647,6 +698,39 @@ class Dataset:
         """Q_h (3, X, Y, Z) float32 of ``sid``: for evaluation only, never for training or model
         selection."""
         return np.stack(self._load(sid, HR_KEYS)[0])
+
+    def labels(self, sid: str) -> np.ndarray:
+        """Tissue labels (X, Y, Z) uint8 of ``sid`` (:data:`TISSUE_LABELS`): for evaluation only."""
+        return np.rint(self._load(sid, [DSEG_KEY])[0][0]).astype(np.uint8)
+
+    def anatomy(self, sid: str, slices: Sequence[int] | None = None) -> SubjectAnatomy:
+        """Re-draw the anatomy of ``sid`` from its seed: tissue fractions, tissue values, HR maps.
+
+        Nothing of it is stored but Q_h; the subject is defined on the whole template grid
+        (:func:`~swig_lib.anatomy.subject_anatomy`), so any axial slices can be drawn, and on the
+        stored ones the maps equal :meth:`reference` up to float rounding. For figures and checks.
+
+        Parameters
+        ----------
+        sid : str
+            Subject id.
+        slices : sequence of int, optional
+            Axial indices k of the MNI152 1 mm grid (as ``manifest["slices"]``); default the
+            stored slices.
+
+        Returns
+        -------
+        SubjectAnatomy
+            Arrays of shape (…, X, Y, len(slices)) on the dataset's in-plane grid.
+        """
+        if sid not in self.manifest["subjects"]:
+            raise KeyError(f"no subject {sid!r} in {self.folder}")
+        seed, index = self.manifest["subjects"][sid]["seed"]
+        template = mni152_template(int(self.settings["margin"]))
+        wanted = np.asarray(self.manifest["slices"] if slices is None else slices, dtype=np.int64)
+        rng, _ = _seeds(int(seed), int(index))
+        settings = AnatomySettings.from_dict(self.settings["anatomy"])
+        return subject_anatomy(template, rng, settings, wanted - template.offset[2])
 
 
 def load_dataset(profile: dict[str, Any], root: PathLike = "data", build: bool = True,

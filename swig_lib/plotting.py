@@ -334,3 +334,333 @@ def difference_panel(
     label = f"difference [{units}]" if units else "difference"
     ax.figure.colorbar(im, ax=ax, label=label, shrink=0.85)
     return im
+
+
+DIFF_LIMITS: dict[str, float] = {"PD": 10.0, "T1": 400.0, "T2": 40.0}
+"""Fixed symmetric windows ``(-limit, +limit)`` of difference maps per map, in :data:`MAP_UNITS`.
+
+About an eighth of :data:`MAP_WINDOWS`, enough to show errors at tissue boundaries (GM/WM differ
+by about 10 a.u., 400 ms and 20 ms) without saturating everywhere near CSF.
+"""
+
+
+def show_panels(
+    images: Sequence[Any],
+    titles: Sequence[str],
+    windows: tuple[float, float] | Sequence[tuple[float, float]],
+    labels: str | Sequence[str],
+    ncols: int | None = None,
+    cmap: str | Sequence[str] = "gray",
+    shared_colorbar: bool = False,
+    panel_size: float = 2.0,
+    suptitle: str | None = None,
+) -> Figure:
+    """Grid of axial slices, each with its own fixed window and colour bar (or one shared bar).
+
+    Parameters
+    ----------
+    images : sequence of array_like, shape (X, Y)
+        Slices in NIfTI order (drawn through :func:`orient_axial`), filled row by row.
+    titles : sequence of str
+        Panel titles, one per image.
+    windows : (vmin, vmax) or sequence of them
+        Display window of every panel, or one per panel; never auto-scaled.
+    labels : str or sequence of str
+        Colour-bar label with unit (e.g. ``"signal [a.u.]"``), for all panels or one per panel.
+    ncols : int, optional
+        Panels per row (default: all in one row).
+    cmap : str or sequence of str
+        Colour map for all panels or one per panel.
+    shared_colorbar : bool
+        One colour bar for the whole figure; needs a single window, label and colour map.
+    panel_size : float
+        Panel edge length in inches.
+    suptitle : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axis per image (unused grid cells removed) plus the colour-bar axes.
+    """
+    n = len(images)
+    if n == 0 or len(titles) != n:
+        raise ValueError(f"need one title per image; got {n} images and {len(titles)} titles")
+
+    def per_panel(value: Any, name: str, single: Any) -> list[Any]:
+        if isinstance(value, single):
+            return [value] * n
+        value = list(value)
+        if len(value) != n:
+            raise ValueError(f"{name}: expected one per image ({n}), got {len(value)}")
+        return value
+
+    single_window = len(windows) == 2 and np.isscalar(windows[0])
+    window_list = [tuple(windows)] * n if single_window else per_panel(windows, "windows", type(None))
+    label_list = per_panel(labels, "labels", str)
+    cmap_list = per_panel(cmap, "cmap", str)
+    if shared_colorbar and (len(set(map(tuple, window_list))) > 1 or len(set(label_list)) > 1
+                            or len(set(cmap_list)) > 1):
+        raise ValueError("shared_colorbar needs one window, one label and one colour map")
+    ncols = n if ncols is None else max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    bar_width = 0.9 if shared_colorbar else 0.5 * ncols
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(panel_size * ncols + bar_width, panel_size * nrows + 0.3 * bool(suptitle)),
+        layout="constrained", squeeze=False,
+    )
+    im = None
+    for index, ax in enumerate(axes.ravel()):
+        if index >= n:
+            ax.remove()
+            continue
+        vmin, vmax = window_list[index]
+        im = ax.imshow(orient_axial(images[index]), cmap=cmap_list[index], vmin=vmin, vmax=vmax)
+        _hide_ticks(ax)
+        ax.set_title(titles[index], fontsize="medium")
+        if not shared_colorbar:
+            fig.colorbar(im, ax=ax, label=label_list[index], shrink=0.8)
+    if shared_colorbar:
+        fig.colorbar(im, ax=[ax for ax in axes.ravel()[:n]], label=label_list[0], shrink=0.8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def show_comparison(
+    reference: Any,
+    candidate: Any,
+    mask: Any,
+    names: Sequence[str] = ("PD", "T1", "T2"),
+    reference_name: str = "Q_h",
+    candidate_name: str = "Q_l",
+    windows: Mapping[str, tuple[float, float]] = MAP_WINDOWS,
+    units: Mapping[str, str] = MAP_UNITS,
+    limits: Mapping[str, float] = DIFF_LIMITS,
+    panel_size: float = 2.4,
+) -> Figure:
+    """Rows of maps: reference, candidate and candidate − reference, with fixed windows.
+
+    Parameters
+    ----------
+    reference, candidate : array_like, shape (M, X, Y)
+        One axial slice of each map (e.g. Q_h and Q_l), NIfTI order.
+    mask : array_like of bool, shape (X, Y)
+        Brain mask; the difference is shown inside it only.
+    names : sequence of str
+        Map names, one per channel (keys of ``windows``, ``units`` and ``limits``).
+    reference_name, candidate_name : str
+        Column titles.
+    windows, units, limits : mapping
+        Map windows, units and the fixed difference windows ``(-limit, limit)``.
+    panel_size : float
+        Panel edge length in inches.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``3 * M`` image axes, a colour bar per map row for the maps and one per difference panel.
+    """
+    ref, cand = to_numpy(reference), to_numpy(candidate)
+    if ref.shape != cand.shape or ref.ndim != 3 or ref.shape[0] != len(names):
+        raise ValueError(f"expected two ({len(names)}, X, Y) stacks, got {ref.shape} and {cand.shape}")
+    mask_b = to_numpy(mask) > 0
+    fig, axes = plt.subplots(
+        len(names), 3, figsize=(3 * panel_size + 2.2, panel_size * len(names)),
+        layout="constrained", squeeze=False,
+    )
+    for row, name in enumerate(names):
+        vmin, vmax = windows[name]
+        for col, (image, title) in enumerate(((ref[row], reference_name), (cand[row], candidate_name))):
+            im = axes[row, col].imshow(orient_axial(image), cmap="gray", vmin=vmin, vmax=vmax)
+            _hide_ticks(axes[row, col])
+            axes[row, col].set_title(f"{title}: {name}")
+        fig.colorbar(im, ax=list(axes[row, :2]), label=f"{name} [{units[name]}]", shrink=0.85)
+        difference_panel(axes[row, 2], cand[row] - ref[row], limit=limits[name], mask=mask_b,
+                         units=units[name], title=f"{candidate_name} − {reference_name}")
+    return fig
+
+
+def plot_baseline(
+    table: pd.DataFrame,
+    metrics: Sequence[str] = ("ssim", "hfen"),
+    maps: Sequence[str] = ("PD", "T1", "T2"),
+    paper: Mapping[tuple[str, str], tuple[float, float]] | None = None,
+    jitter: float = 0.08,
+    seed: int = 0,
+) -> Figure:
+    """Per-subject metrics of one model (e.g. the ``Q_l`` baseline) by map and region.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Long table with columns ``subject``, ``map``, ``region`` and the ``metrics`` (one row per
+        subject, map and region), e.g. from :func:`swig_lib.metrics.baseline_metrics`.
+    metrics : sequence of str
+        One panel per metric.
+    maps : sequence of str
+        Maps along the horizontal axis.
+    paper : mapping, optional
+        ``(metric, map) -> (mean, sd)`` values to mark for comparison (e.g.
+        :data:`swig_lib.metrics.PAPER_BASELINE`), drawn as black diamonds with ±sd bars.
+    jitter : float
+        Half-width of the horizontal jitter of the subject points.
+    seed : int
+        Seed of the jitter.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axis per metric: subject points, mean ± sd per region, the paper's values.
+    """
+    missing = {"subject", "map", "region", *metrics} - set(table.columns)
+    if missing:
+        raise ValueError(f"table lacks column(s) {sorted(missing)}")
+    regions = list(pd.unique(table["region"]))
+    colors = dict(zip(regions, [BASELINE_COLOR, "tab:orange", "tab:purple", "tab:green"]))
+    width = 0.5 / max(1, len(regions))
+    rng = np.random.default_rng(seed)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.3),
+                             layout="constrained", squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for r, region in enumerate(regions):
+            for x, name in enumerate(maps):
+                values = table.loc[(table["region"] == region) & (table["map"] == name), metric]
+                values = values.to_numpy(float)
+                if values.size == 0:
+                    continue
+                pos = x + (r - (len(regions) - 1) / 2) * width
+                ax.scatter(pos + rng.uniform(-jitter, jitter, values.size) * width / 0.25, values,
+                           s=10, color=colors[region], alpha=0.4, linewidths=0)
+                sd = values.std(ddof=1) if values.size > 1 else 0.0
+                ax.errorbar(pos, values.mean(), yerr=sd, fmt="_", markersize=14, capsize=4,
+                            color=colors[region], elinewidth=1.5, markeredgewidth=2,
+                            label=f"{region}: mean ± sd" if x == 0 else None)
+        stated = [(x, paper[(metric, name)]) for x, name in enumerate(maps) if paper and (metric, name) in paper]
+        for i, (x, (mean, sd)) in enumerate(stated):
+            ax.errorbar(x + 0.42, mean, yerr=sd, fmt="D", color="black", markersize=5, capsize=3,
+                        label="paper: mean ± sd" if i == 0 else None)
+        ax.set_xticks(range(len(maps)), maps)
+        ax.set_xlim(-0.6, len(maps) - 0.4)
+        direction = "higher is better" if metric.lower() == "ssim" else "lower is better"
+        ax.set_ylabel(f"{metric.upper()} ({direction})")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize="small", loc="best")
+    return fig
+
+
+def load_training_logs(folder: Any, variants: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """Read the per-epoch training logs ``<folder>/<variant>.csv`` of several variants.
+
+    Parameters
+    ----------
+    folder : path-like
+        The log folder, ``results/<profile>/logs``.
+    variants : sequence of str
+        Variant names; each needs its log.
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        One log per variant, in the given order (columns of :data:`swig_lib.training.LOG_COLUMNS`).
+    """
+    from pathlib import Path
+
+    logs = {}
+    for name in variants:
+        path = Path(folder) / f"{name}.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"no training log {path}: train {name} first (`swig train`)")
+        logs[name] = pd.read_csv(path)
+    return logs
+
+
+def plot_loss_grid(
+    logs: Mapping[str, pd.DataFrame],
+    terms: Sequence[str] = ("loss_lr", "loss_guide", "loss_total"),
+    selected: Mapping[str, int] | None = None,
+    panel_size: tuple[float, float] = (3.4, 1.9),
+) -> Figure:
+    """Loss curves of several training runs: one row per run, one column per loss term.
+
+    Training (solid) and validation (dashed) per panel, log-scaled y; an optional dotted vertical
+    line marks the epoch whose checkpoint was kept.
+
+    Parameters
+    ----------
+    logs : mapping of str to pandas.DataFrame
+        Training log per run (columns ``epoch``, ``split`` and the ``terms``), e.g. from
+        :func:`load_training_logs`.
+    terms : sequence of str
+        Loss columns, one column of panels each (titles from :data:`LOSS_LABELS`).
+    selected : mapping of str to int, optional
+        Selected epoch per run.
+    panel_size : (float, float)
+        Width and height of one panel, inches.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``len(logs) * len(terms)`` axes.
+    """
+    if not logs:
+        raise ValueError("no logs to plot")
+    fig, axes = plt.subplots(
+        len(logs), len(terms), figsize=(panel_size[0] * len(terms) + 0.8, panel_size[1] * len(logs) + 0.5),
+        layout="constrained", squeeze=False, sharex=True,
+    )
+    for r, (name, log) in enumerate(logs.items()):
+        missing = {"epoch", "split", *terms} - set(log.columns)
+        if missing:
+            raise ValueError(f"log of {name!r} lacks column(s) {sorted(missing)}")
+        for c, term in enumerate(terms):
+            ax = axes[r, c]
+            for i, split in enumerate(pd.unique(log["split"])):
+                part = log[log["split"] == split].sort_values("epoch")
+                values = part[term].to_numpy(float)
+                ax.plot(part["epoch"], np.where(values > 0, values, np.nan), marker=".", markersize=3,
+                        linestyle="-" if i == 0 else "--", color=f"C{i}", label=str(split))
+            if selected is not None and name in selected:
+                ax.axvline(selected[name], color="0.4", linestyle=":", linewidth=1,
+                           label="kept checkpoint")
+            ax.set_yscale("log")
+            ax.grid(alpha=0.3, which="both")
+            if r == 0:
+                ax.set_title(LOSS_LABELS.get(term, term), fontsize="medium")
+            if c == 0:
+                ax.set_ylabel(name)
+            if r == len(logs) - 1:
+                ax.set_xlabel("epoch")
+    axes[0, -1].legend(fontsize="small")
+    return fig
+
+
+def outline_region(ax: Axes, region: Any, color: str = "yellow", linewidth: float = 1.2) -> Any:
+    """Draw the bounding box of a region of an axial ``(X, Y)`` slice on an image drawn with
+    :func:`orient_axial` (e.g. a zoomed area, or the kept k-space square of eq. 3).
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        Axis showing an oriented slice of the same shape as ``region``.
+    region : array_like of bool, shape (X, Y)
+        The region, NIfTI order.
+    color : str
+        Edge colour.
+    linewidth : float
+        Edge width in points.
+
+    Returns
+    -------
+    matplotlib.patches.Rectangle
+        The drawn rectangle (edges on voxel borders).
+    """
+    from matplotlib.patches import Rectangle
+
+    rows, cols = np.nonzero(orient_axial(to_numpy(region) > 0))
+    if rows.size == 0:
+        raise ValueError("empty region")
+    patch = Rectangle((cols.min() - 0.5, rows.min() - 0.5), np.ptp(cols) + 1, np.ptp(rows) + 1,
+                      fill=False, edgecolor=color, linewidth=linewidth)
+    ax.add_patch(patch)
+    return patch

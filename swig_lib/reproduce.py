@@ -10,7 +10,9 @@ parameters, every source file of :mod:`swig_lib` (``profiles.toml`` included), t
 cells and the stamp of the step before it, so that a change upstream reruns what follows.
 ``force`` reruns the selected steps regardless. A failing notebook stops the run with a message
 naming the notebook, the cell and the error; its partial copy is kept as ``NN_name.failed.ipynb``.
-Every run writes ``<results_dir>/<profile>/provenance.json``.
+Every run writes ``<results_dir>/<profile>/provenance.json``: before each notebook step (status
+``running``, with the steps so far, so that a notebook can report the run time of those before
+it) and at the end.
 """
 
 from __future__ import annotations
@@ -385,6 +387,44 @@ def _step_record(
     return record
 
 
+def run_times(
+    results_dir: str | os.PathLike[str], profile: str, before: str | None = None
+) -> list[dict[str, Any]]:
+    """The notebooks of the latest ``swig reproduce`` run of ``profile`` and how long each took.
+
+    Reads ``<results_dir>/<profile>/provenance.json``, which the runner updates before every
+    notebook step, so a notebook executed by the runner sees the steps before it in the same run.
+
+    Parameters
+    ----------
+    results_dir : path-like
+        The results folder.
+    profile : str
+        The profile.
+    before : str, optional
+        Keep only the notebooks whose names sort before this one (e.g. ``"06_performance"``).
+
+    Returns
+    -------
+    list of dict
+        One row per notebook in run order: ``notebook``, ``status`` (``executed`` in this run,
+        ``cached`` from an earlier run with the same stamp, ``not selected`` states ``stale`` or
+        ``missing``, ...), ``duration_s`` (of the execution that produced the executed copy, None
+        when there is none) and ``finished``. Empty when there is no provenance file.
+    """
+    path = Path(results_dir) / profile / "provenance.json"
+    if not path.is_file():
+        return []
+    record = json.loads(path.read_text(encoding="utf-8"))
+    rows = []
+    for name, step in record.get("notebooks", {}).items():
+        if before is not None and name >= before:
+            continue
+        rows.append({"notebook": name, "status": step.get("status"),
+                     "duration_s": step.get("duration_s"), "finished": step.get("finished")})
+    return rows
+
+
 def reproduce(
     profile: str,
     force: bool = False,
@@ -462,9 +502,13 @@ def reproduce(
         "notebooks": {},
     }
     status, kernel_checked = 0, False
+    provenance_path = results / profile / "provenance.json"
     print(f"swig reproduce: profile {profile!r}, seed {parameters['seed']}, device {resolved}")
     try:
         for number, path in enumerate(notebooks, start=1):
+            # The record so far, before every step: a notebook can read the durations of the
+            # notebooks before it in this run (status "running" until the run ends).
+            write_json_atomic(provenance_path, {**provenance, "status": "running"})
             name, stamp = path.stem, stamps[path.stem]
             executed = executed_dir / f"{name}.ipynb"
             run = recorded_run(executed)
@@ -504,7 +548,7 @@ def reproduce(
         provenance["notebooks"].setdefault(path.stem, {"status": "not run", "stamp": stamps[path.stem]})
     provenance["finished"] = _utc_now()
     provenance["status"] = "ok" if status == 0 else "failed"
-    write_json_atomic(results / profile / "provenance.json", provenance)
+    write_json_atomic(provenance_path, provenance)
     return status
 
 

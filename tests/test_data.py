@@ -77,6 +77,24 @@ def test_maps_lie_in_documented_ranges(tiny: tuple[Path, data.Dataset]) -> None:
         assert inside[1].max() > 3000 and inside[2].max() > 1000  # some pure CSF
 
 
+def test_tissue_labels(tiny: tuple[Path, data.Dataset]) -> None:
+    fractions = np.array([[0.95, 0.5, 0.0, 0.6, 0.3], [0.05, 0.45, 0.0, 0.0, 0.0],
+                          [0.0, 0.05, 1.0, 0.4, 0.7]])
+    mask = np.array([True, True, True, True, False])
+    labels = data.tissue_labels(fractions[..., None, None], mask[:, None, None])
+    # GM, GM/WM partial volume, CSF, CSF partial volume, outside
+    np.testing.assert_array_equal(labels[:, 0, 0], [1, 5, 3, 4, 0])
+    with pytest.raises(ValueError, match="purity"):
+        data.tissue_labels(fractions, np.ones(5, bool), purity=0.5)
+    _, ds = tiny
+    labels, acq, q_h = ds.labels("sub-01"), ds.acquired("sub-01"), ds.reference("sub-01")
+    assert labels.dtype == np.uint8 and labels.shape == acq.mask.shape
+    np.testing.assert_array_equal(labels > 0, acq.mask)
+    assert set(np.unique(labels)) == set(data.TISSUE_LABELS)
+    for label, name in ((1, "GM"), (2, "WM"), (3, "CSF")):  # pure voxels carry their tissue's T1
+        assert abs(np.median(q_h[1][labels == label]) / TISSUE_VALUES[name].t1 - 1) < 0.2
+
+
 def test_subjects_differ(tiny: tuple[Path, data.Dataset]) -> None:
     _, ds = tiny
     a, b = ds.reference("sub-01"), ds.reference("sub-02")
@@ -211,3 +229,17 @@ def test_settings_validation() -> None:
     with pytest.raises(KeyError, match="unknown anatomy setting"):
         data.DataSettings.from_profile(load_profile("smoke") | {"data": {**load_profile("smoke")["data"],
                                                                          "anatomy": {"sharpness": 2}}})
+
+
+def test_anatomy_redraws_the_stored_maps(tiny: tuple[Path, data.Dataset]) -> None:
+    _, ds = tiny
+    whole = ds.anatomy("sub-02")
+    q_h = ds.reference("sub-02")
+    assert whole.fractions.shape == (3, *q_h.shape[1:]) and whole.mask.shape == q_h.shape[1:]
+    np.testing.assert_allclose(whole.maps, q_h, rtol=1e-4, atol=1e-3)
+    one = ds.anatomy("sub-02", [ds.manifest["slices"][1]])
+    np.testing.assert_allclose(one.maps[..., 0], q_h[..., 1], rtol=1e-4, atol=1e-3)
+    sums = whole.fractions.sum(0)[whole.mask]
+    np.testing.assert_allclose(sums, 1.0, atol=1e-5)
+    with pytest.raises(KeyError, match="sub-99"):
+        ds.anatomy("sub-99")

@@ -219,6 +219,52 @@ def test_map_metrics_keys_and_values():
         m.map_metrics(np.stack([pred, ref]), np.stack([ref, ref]), mask)
 
 
+class _FakeDataset:
+    """Two subjects whose Q_l is Q_h plus noise (subject 2: twice the noise)."""
+
+    def __init__(self) -> None:
+        pred, ref, mask = _volume()
+        self.ref, self.mask = np.stack([ref, ref, 2 * ref]), mask
+        self.noise = pred - ref
+
+    def subject_ids(self, split: str) -> list[str]:
+        return ["sub-01", "sub-02"] if split == "test" else []
+
+    def reference(self, sid: str) -> np.ndarray:
+        return self.ref
+
+    def acquired(self, sid: str):
+        scale = 1.0 if sid == "sub-01" else 2.0
+        return type("Acquired", (), {"q_l": self.ref + scale * self.noise, "mask": self.mask})
+
+
+def test_region_metrics_brain_and_interior():
+    pred, ref, mask = _volume()
+    rows = m.region_metrics(np.stack([pred] * 3), np.stack([ref] * 3), mask, interior_voxels=4)
+    assert [(r["region"], r["map"]) for r in rows] == [
+        (region, name) for region in m.REGIONS for name in ("PD", "T1", "T2")
+    ]
+    interior = m.slice_metrics(pred, ref, mask, interior_voxels=4)
+    assert rows[3]["hfen"] == pytest.approx(interior["hfen"]) and rows[3]["n_slices"] == 4
+    assert rows[0]["n_slices"] == 5
+    assert {r["region"] for r in m.region_metrics(pred[None], ref[None], mask, 0, ("PD",))} == {"brain"}
+
+
+def test_baseline_metrics_and_mean_sd():
+    table = m.baseline_metrics(_FakeDataset(), "test", interior_voxels=4)
+    assert len(table) == 2 * 2 * 3 and set(table["model"]) == {m.BASELINE}
+    summary = m.mean_sd(table, by=("region", "map"))
+    pd_brain = table[(table["map"] == "PD") & (table["region"] == "brain")]["ssim"]
+    assert summary.loc[("brain", "PD"), "ssim_mean"] == pytest.approx(pd_brain.mean())
+    assert summary.loc[("brain", "PD"), "ssim_sd"] == pytest.approx(pd_brain.std(ddof=1))
+    assert (summary["n"] == 2).all()
+    with pytest.raises(ValueError, match="no subjects"):
+        m.baseline_metrics(_FakeDataset(), "train")
+    with pytest.raises(ValueError, match="lacks"):
+        m.mean_sd(table, by=("nonsense",))
+    assert m.PAPER_BASELINE[("ssim", "T2")] == (0.98, 0.005)
+
+
 # --- statistics -----------------------------------------------------------------------------------
 
 
@@ -332,3 +378,54 @@ def test_rank_models_errors():
         m.rank_models(incomplete)
     with pytest.raises(ValueError, match="duplicate"):
         m.rank_models(pd.concat([table, table.iloc[:1]]))
+
+
+# --- ablation helpers (notebook 03) ---------------------------------------------------------------
+
+
+def test_median_subject_lower_median_over_maps():
+    rows = [("Q_l", f"s{i}", name, "brain", v + (0.01 if name == "T1" else 0.0), 0.3)
+            for i, v in enumerate([0.90, 0.70, 0.80, 0.95]) for name in ("PD", "T1")]
+    rows += [("Q_l", "s0", "PD", "interior", 0.1, 0.3), ("M12++", "s1", "PD", "brain", 0.99, 0.1)]
+    table = pd.DataFrame(rows, columns=["model", "subject", "map", "region", "ssim", "hfen"])
+    assert m.median_subject(table) == "s2"  # order 0.70 (s1), 0.80 (s2), 0.90, 0.95: lower median
+    assert m.median_subject(table, metric="hfen") == "s1"  # all tie: table order, lower median
+    with pytest.raises(ValueError, match="no rows"):
+        m.median_subject(table, model="M2++")
+
+
+def test_median_slice_picks_the_median_slice():
+    ref = np.stack([np.stack([REF] * 5, axis=-1)] * 2)
+    noise = np.random.default_rng(3).normal(0, 1, ref.shape) * np.array([0, 40, 10, 20, 30])
+    mask = np.stack([MASK] * 5, axis=-1)
+    z, frame = m.median_slice(ref + noise, ref, mask, names=("T1", "T2"))
+    assert list(frame.index) == [0, 1, 2, 3, 4] and list(frame.columns) == ["T1", "T2", "mean"]
+    assert z == 3  # noise levels 0, 40, 10, 20, 30: SSIM order 0 > 2 > 3 > 4 > 1, median slice 3
+    z_sub, frame_sub = m.median_slice(ref + noise, ref, mask, slices=[1, 2], names=("T1", "T2"))
+    assert z_sub == 1 and list(frame_sub.index) == [1, 2]  # lower median of two: the worse one
+    with pytest.raises(ValueError, match="metric"):
+        m.median_slice(ref, ref, mask, metric="psnr", names=("T1", "T2"))
+
+
+def test_table3_comparison_layout_and_paper_totals():
+    paper = m.paper_table3()
+    ours = m.rank_percent(paper.iloc[:6][["M12++", "M1++"]] * 0.5)
+    table = m.table3_comparison(ours)
+    assert list(table.columns.get_level_values(0)[::2]) == ["M1++", "M12++"]  # paper order
+    assert table.loc[("SSIM", "PD"), ("M12++", "paper")] == "+4.32 (1)"
+    assert table.loc[("SSIM", "PD"), ("M12++", "this run")] == "+2.16 (1)"
+    assert table.loc[m.TOTAL_ROW, ("M12++", "paper")] == "9 (8)"
+    assert table.loc[m.TOTAL_ROW, ("M1++", "paper")] == "17 (18)"
+    assert table.loc[m.TOTAL_ROW, ("M12++", "this run")] == "6"  # best in all six rows
+
+
+def test_ablation_claims_on_the_papers_own_numbers():
+    percent = m.paper_table3().iloc[:6].copy()
+    claims = m.ablation_claims(percent)
+    assert claims["agrees"].all() and len(claims) == 7
+    percent["M12--"] = -50.0
+    percent.loc[("SSIM", "T1"), "M12-+"] = +0.5
+    claims = m.ablation_claims(percent)
+    assert len(claims) == 8 and claims["agrees"].sum() == 7  # only the M12-+ T1 row fails
+    with pytest.raises(ValueError, match="ranked model"):
+        m.ablation_claims(percent.drop(columns="M2++"))

@@ -136,3 +136,82 @@ def test_difference_panel_symmetric_window():
     assert im2.get_clim() == pytest.approx((-3.0, 3.0))
     with pytest.raises(ValueError, match="limit"):
         p.difference_panel(ax2, np.zeros((4, 4)))
+
+
+def test_show_panels_windows_colorbars_and_layout():
+    rng = np.random.default_rng(1)
+    images = [rng.uniform(0, 100, (12, 10)) for _ in range(5)]
+    fig = p.show_panels(images, [f"c{i}" for i in range(5)], (0.0, 100.0), "signal [a.u.]",
+                        ncols=3, shared_colorbar=True)
+    image_axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(image_axes) == 5 and len(_colorbar_axes(fig)) == 1
+    assert all(ax.images[0].get_clim() == (0.0, 100.0) for ax in image_axes)
+    assert image_axes[0].images[0].get_array().shape == (10, 12)  # oriented
+    fig = p.show_panels(images[:2], ["a", "b"], [(0, 1), (0, 50)], ["fraction", "PD [a.u.]"])
+    assert len(_colorbar_axes(fig)) == 2
+    assert [ax.images[0].get_clim() for ax in fig.axes if ax.images] == [(0, 1), (0, 50)]
+    with pytest.raises(ValueError, match="shared_colorbar"):
+        p.show_panels(images[:2], ["a", "b"], [(0, 1), (0, 50)], "x", shared_colorbar=True)
+    with pytest.raises(ValueError, match="title"):
+        p.show_panels(images[:2], ["a"], (0, 1), "x")
+
+
+def test_show_comparison_fixed_windows_and_difference():
+    rng = np.random.default_rng(2)
+    ref = np.stack([rng.uniform(50, 90, (16, 14)), rng.uniform(500, 1500, (16, 14)),
+                    rng.uniform(60, 120, (16, 14))])
+    mask = np.zeros((16, 14), bool)
+    mask[3:13, 3:11] = True
+    fig = p.show_comparison(ref, ref + 1.0, mask)
+    image_axes = [ax for ax in fig.axes if ax.images]
+    assert len(image_axes) == 9 and len(_colorbar_axes(fig)) == 6
+    assert image_axes[3].images[0].get_clim() == p.MAP_WINDOWS["T1"]
+    assert image_axes[5].images[0].get_clim() == (-p.DIFF_LIMITS["T1"], p.DIFF_LIMITS["T1"])
+    with pytest.raises(ValueError, match="stacks"):
+        p.show_comparison(ref, ref[:2], mask)
+
+
+def test_plot_baseline_points_regions_and_paper():
+    rng = np.random.default_rng(3)
+    rows = [{"subject": f"s{i}", "map": name, "region": region, "ssim": rng.uniform(0.8, 1.0),
+             "hfen": rng.uniform(0.1, 0.3)}
+            for i in range(4) for name in ("PD", "T1", "T2") for region in ("brain", "interior")]
+    fig = p.plot_baseline(pd.DataFrame(rows), paper={("ssim", "T2"): (0.98, 0.005)})
+    assert len(fig.axes) == 2
+    ssim_ax = fig.axes[0]
+    assert sum(len(c.get_offsets()) for c in ssim_ax.collections if hasattr(c, "get_offsets")) >= 24
+    assert "paper: mean ± sd" in ssim_ax.get_legend_handles_labels()[1]
+    with pytest.raises(ValueError, match="lacks"):
+        p.plot_baseline(pd.DataFrame(rows).drop(columns="region"))
+
+
+def test_load_training_logs_and_plot_loss_grid(tmp_path):
+    log = pd.DataFrame(
+        [(e, split, 10.0 / e, 0.5 / e, 12.0 / e) for e in range(1, 5) for split in ("train", "val")],
+        columns=["epoch", "split", "loss_lr", "loss_guide", "loss_total"],
+    )
+    for name in ("A", "B"):
+        log.to_csv(tmp_path / f"{name}.csv", index=False)
+    logs = p.load_training_logs(tmp_path, ["B", "A"])
+    assert list(logs) == ["B", "A"] and logs["A"].equals(log)
+    with pytest.raises(FileNotFoundError, match="C.csv"):
+        p.load_training_logs(tmp_path, ["C"])
+    fig = p.plot_loss_grid(logs, selected={"A": 3})
+    assert len(fig.axes) == 6
+    assert all(ax.get_yscale() == "log" for ax in fig.axes)
+    assert len(fig.axes[0].get_lines()) == 2 and len(fig.axes[3].get_lines()) == 3  # + kept epoch
+    assert fig.axes[0].get_ylabel() == "B" and "Eq. 9" in fig.axes[0].get_title()
+    with pytest.raises(ValueError, match="lacks"):
+        p.plot_loss_grid({"A": log.drop(columns="loss_guide")})
+
+
+def test_outline_region_matches_oriented_bounding_box():
+    region = np.zeros((10, 8), bool)
+    region[2:5, 1:7] = True  # X 2-4, Y 1-6
+    _, ax = plt.subplots()
+    ax.imshow(p.orient_axial(region))
+    patch = p.outline_region(ax, region, color="cyan")
+    # oriented: rows = flipped Y (7 - y), columns = X
+    assert patch.get_xy() == (1.5, 0.5) and patch.get_width() == 3 and patch.get_height() == 6
+    with pytest.raises(ValueError, match="empty"):
+        p.outline_region(ax, np.zeros((4, 4), bool))

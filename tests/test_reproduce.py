@@ -165,6 +165,30 @@ def test_run_caches_forces_and_writes_provenance(
     assert json.loads(provenance_path.read_text())["notebooks"]["00_ok"]["status"] == "executed"
 
 
+def test_provenance_is_written_before_each_step(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reproduce, "package_fingerprint", lambda *args, **kwargs: "pinned")
+    _write(repo / "notebooks" / "00_first.ipynb", [_params_cell(), new_code_cell("x = 1")])
+    _write(
+        repo / "notebooks" / "01_reads.ipynb",
+        [
+            _params_cell(),
+            new_code_cell(
+                "from swig_lib.reproduce import run_times\n"
+                "rows = run_times(results_dir, profile, before='01_reads')\n"
+                "print([(r['notebook'], r['status'], r['duration_s'] > 0) for r in rows])"
+            ),
+        ],
+    )
+    assert reproduce.reproduce("smoke", root=repo, build_book=False, progress=False) == 0
+    nb = nbformat.read(repo / "results" / "smoke" / "executed" / "01_reads.ipynb", as_version=4)
+    assert "[('00_first', 'executed', True)]" in nb.cells[2].outputs[0]["text"]
+    rows = reproduce.run_times(repo / "results", "smoke")
+    assert [row["notebook"] for row in rows] == ["00_first", "01_reads"]
+    assert reproduce.run_times(repo / "results", "quick") == []
+
+
 def test_invalid_arguments_return_2(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert reproduce.reproduce("nonsense", root=repo, build_book=False) == 2
     assert reproduce.reproduce("smoke", root=repo, only=["07"], build_book=False) == 2
@@ -194,6 +218,16 @@ def test_new_notebook_passes_its_own_check() -> None:
     assert notebook.check_notebook(nb, "07_demo") == []
     nb.cells[1].source = "print('no colab cell')"
     assert any("Colab" in problem for problem in notebook.check_notebook(nb, "07_demo"))
+
+
+def test_optional_parameters_follow_the_conventional_ones_and_default_to_none() -> None:
+    nb = notebook.new_notebook("07_demo", "Demo", "A demo.", [new_code_cell("pass")])
+    nb.cells[2].source += "\nuser_data = None"
+    assert notebook.check_notebook(nb, "07_demo") == []
+    nb.cells[2].source += "\nuser_flair = {'ti': 2500}"
+    assert any("default to None" in p for p in notebook.check_notebook(nb, "07_demo"))
+    nb.cells[2].source = "user_data = None\n" + notebook.parameters_source()
+    assert any("first" in p for p in notebook.check_notebook(nb, "07_demo"))
 
 
 def test_glue_value_prints_without_myst_nb(

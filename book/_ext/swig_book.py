@@ -71,7 +71,7 @@ def apply_overrides(app: Sphinx, config: Config) -> None:
             f"swig_book: preview mode: no executed copy for profile {config.swig_profile!r} "
             f"of {', '.join(missing)}; pasted glue values from them are left out"
         )
-        config.suppress_warnings = [*config.suppress_warnings, "mystnb.glue_ref"]
+        config.suppress_warnings = [*config.suppress_warnings, "mystnb.glue_ref", "mystnb.glue"]
 
 
 def substitute_executed(app: Sphinx, docname: str, source: list[str]) -> None:

@@ -7,7 +7,8 @@ checked by :func:`check_notebook` (``tests/test_reproduce.py`` checks every note
 2. the Colab install cell (:func:`colab_install_source`, tag ``remove-cell``), a no-op outside
    Colab;
 3. the parameters cell (tags ``parameters`` and ``remove-cell``) assigning exactly
-   :data:`PARAMETERS`; papermill adds the cell of the values it injects after it, which the book
+   :data:`PARAMETERS`, optionally followed by parameters for users' own data that default to
+   ``None`` (e.g. ``user_data = None``; the runner never sets them); papermill adds the cell of the values it injects after it, which the book
    shows;
 4. the header cell (tag ``remove-input``): ``header = page_header(profile, device)``;
 
@@ -328,15 +329,20 @@ def check_notebook(notebook: NotebookNode, name: str) -> list[str]:
     if "parameters" not in _tags(params):
         problems.append(f"{name}: cell 2 must be the parameters cell (tag 'parameters')")
     else:
-        assigned = [
-            target.id
+        assignments = [
+            (target.id, statement.value)
             for statement in ast.parse(params.source).body
             if isinstance(statement, ast.Assign)
             for target in statement.targets
             if isinstance(target, ast.Name)
         ]
-        if assigned != list(PARAMETERS):
-            problems.append(f"{name}: the parameters cell assigns {assigned}, expected {list(PARAMETERS)}")
+        assigned = [target for target, _ in assignments]
+        optional = assignments[len(PARAMETERS):]
+        if assigned[: len(PARAMETERS)] != list(PARAMETERS):
+            problems.append(f"{name}: the parameters cell assigns {assigned}, expected {list(PARAMETERS)} "
+                            "first")
+        elif any(not (isinstance(value, ast.Constant) and value.value is None) for _, value in optional):
+            problems.append(f"{name}: optional parameters after {list(PARAMETERS)} must default to None")
     if "header = page_header(profile, device" not in header.source:
         problems.append(f"{name}: cell 3 must create the banner: header = page_header(profile, device)")
     if cells[-1].source.strip() != "header.update()":

@@ -1,0 +1,238 @@
+"""Evaluation against Q_h on the test subjects (Sec. III-C.1, Fig. 3, Table III): ``swig evaluate``.
+
+This is the only place where the HR reference maps Q_h are read. For every test subject the
+baseline Q_l and each trained variant (its selected checkpoint) are scored with SSIM and HFEN on
+PD, T1 and T2, averaged over axial slices, inside two regions:
+
+* ``brain``: the brain mask, as in the paper;
+* ``interior``: the brain mask eroded in-plane by ``eval.interior_voxels`` voxels. On masked maps
+  the zero background makes the mask edge the strongest structure, so both metrics partly measure
+  the edge; the interior region shows what happens inside the brain.
+
+Outputs under ``<out>/metrics/``: ``per_subject.csv`` (long table: model, subject, map, region,
+ssim, hfen), ``summary.csv`` (mean and 95 % CI over subjects), and per region
+``table3_<region>.csv`` (percent change over Q_l and rank sums of the paper's four ranked models,
+Table III) and ``ranking_<region>.csv`` (the same for every evaluated variant).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .config import PROFILES, load_profile
+from .inference import load_model, predict_volume
+from .metrics import BASELINE, map_metrics, mean_ci, rank_models
+from .models import MAP_NAMES
+from .training import VARIANTS, checkpoint_paths, parse_device, select_slices
+
+#: The models ranked in Table III (M12-- "failed completely and was excluded", Sec. IV-A).
+TABLE3_MODELS: tuple[str, ...] = ("M1++", "M2++", "M12++", "M12-+")
+
+
+def _write_csv(frame: pd.DataFrame, path: Path, index: bool = False) -> None:
+    """Write a CSV atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_csv(tmp, index=index)
+    os.replace(tmp, path)
+
+
+def score_subject(
+    predictions: Mapping[str, np.ndarray],
+    q_h: np.ndarray,
+    mask: np.ndarray,
+    subject: str,
+    slices: np.ndarray,
+    interior_voxels: int,
+) -> list[dict[str, Any]]:
+    """SSIM and HFEN of every prediction of one subject, per map and region.
+
+    Parameters
+    ----------
+    predictions : mapping of str to numpy.ndarray
+        (3, X, Y, Z) maps by model name (the baseline included as ``"Q_l"``).
+    q_h : numpy.ndarray
+        (3, X, Y, Z) reference maps: PD [a.u.], T1 [ms], T2 [ms].
+    mask : numpy.ndarray
+        (X, Y, Z) brain mask.
+    subject : str
+        Subject id for the rows.
+    slices : numpy.ndarray
+        Axial slices evaluated.
+    interior_voxels : int
+        Erosion of the ``interior`` region, voxels.
+
+    Returns
+    -------
+    list of dict
+        Rows with keys model, subject, map, region, ssim, hfen.
+    """
+    rows = []
+    for model, pred in predictions.items():
+        for region, erosion in (("brain", 0), ("interior", interior_voxels)):
+            scores = map_metrics(pred, q_h, mask, MAP_NAMES, slices=slices, interior_voxels=erosion)
+            for name, result in scores.items():
+                rows.append(
+                    {
+                        "model": model,
+                        "subject": subject,
+                        "map": name,
+                        "region": region,
+                        "ssim": result["ssim"],
+                        "hfen": result["hfen"],
+                    }
+                )
+    return rows
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and 95 % confidence interval over subjects per model, map, region and metric (Fig. 3)."""
+    rows = []
+    for (model, name, region), group in table.groupby(["model", "map", "region"], sort=False):
+        for metric in ("ssim", "hfen"):
+            mean, lo, hi = mean_ci(group[metric].to_numpy())
+            rows.append(
+                {
+                    "model": model,
+                    "map": name,
+                    "region": region,
+                    "metric": metric,
+                    "mean": mean,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n": len(group),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def evaluate(
+    profile: Mapping[str, Any],
+    out: str | Path,
+    variants: Sequence[str] | None = None,
+    device: str | torch.device = "cpu",
+    dataset: Any = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Score Q_l and the trained variants on the test subjects and write the metric tables.
+
+    Parameters
+    ----------
+    profile : mapping
+        Reads ``eval.variants``, ``eval.interior_voxels``, ``eval.slice_stride``,
+        ``eval.min_brain_fraction``, ``eval.batch_size``.
+    out : path
+        Results folder holding ``checkpoints/``; tables go to ``<out>/metrics/``.
+    variants : sequence of str, optional
+        Default: ``eval.variants``. Each needs ``checkpoints/<variant>.pt``.
+    device : str or torch.device
+        Where the models run.
+    dataset
+        A loaded dataset (default: ``swig_lib.data.load_dataset(profile)``).
+    progress : bool
+        Progress bars.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The long per-subject table (also written to ``per_subject.csv``).
+    """
+    cfg = profile["eval"]
+    out = Path(out)
+    names = list(cfg["variants"] if variants is None else variants)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    paths = {n: checkpoint_paths(out, n)[0] for n in names}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"no trained model at {', '.join(missing)}: run `swig train --profile {profile['name']} --variant ...` first"
+        )
+    models = {n: load_model(p, device) for n, p in paths.items()}
+    if dataset is None:
+        from .data import load_dataset
+
+        dataset = load_dataset(profile, progress=progress)
+
+    rows = []
+    for sid in tqdm(dataset.subject_ids("test"), desc="evaluate", disable=not progress):
+        acq = dataset.acquired(sid)
+        mask = np.asarray(acq.mask, dtype=bool)
+        slices = select_slices(mask, cfg["min_brain_fraction"], cfg["slice_stride"])
+        predictions = {BASELINE: np.asarray(acq.q_l, dtype=np.float32)}
+        for name, model in models.items():
+            predictions[name] = predict_volume(
+                model, acq.q_l, acq.guides, mask, cfg["batch_size"], slices=slices
+            )
+        rows += score_subject(
+            predictions,
+            np.asarray(dataset.reference(sid)),
+            mask,
+            sid,
+            slices,
+            cfg["interior_voxels"],
+        )
+    table = pd.DataFrame(rows)
+    folder = out / "metrics"
+    _write_csv(table, folder / "per_subject.csv")
+    _write_csv(summarise(table), folder / "summary.csv")
+    for region, part in table.groupby("region", sort=False):
+        columns = ["model", "subject", "map", "ssim", "hfen"]
+        _write_csv(
+            rank_models(part[columns], BASELINE).to_table(),
+            folder / f"ranking_{region}.csv",
+            index=True,
+        )
+        ranked = part[part["model"].isin([BASELINE, *TABLE3_MODELS])]
+        if ranked["model"].nunique() > 2:
+            _write_csv(
+                rank_models(ranked[columns], BASELINE).to_table(),
+                folder / f"table3_{region}.csv",
+                index=True,
+            )
+    return table
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """``swig evaluate``."""
+    profile = load_profile(args.profile)
+    out = Path(args.out or Path("results") / args.profile)
+    from .data import load_dataset
+
+    dataset = load_dataset(profile, root=args.data)
+    table = evaluate(profile, out, args.variants, parse_device(args.device), dataset)
+    for region in table["region"].unique():
+        part = table[table["region"] == region][["model", "subject", "map", "ssim", "hfen"]]
+        print(f"\n{region} mask: % change over {BASELINE} and rank sums")
+        print(rank_models(part, BASELINE).to_table().to_string())
+    print(f"\ntables written to {out / 'metrics'}")
+    return 0
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``swig evaluate``."""
+    parser = subparsers.add_parser(
+        "evaluate", help="SSIM/HFEN of the trained variants on the test subjects, Table III"
+    )
+    parser.add_argument("--profile", choices=PROFILES, default="quick")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=None,
+        choices=list(VARIANTS),
+        help="default: the profile's eval.variants",
+    )
+    parser.add_argument("--out", default=None, help="results folder (default results/<profile>)")
+    parser.add_argument("--data", default="data", help="data root (default data)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    parser.set_defaults(func=run_evaluate)

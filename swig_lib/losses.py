@@ -1,0 +1,272 @@
+"""The self-supervised SWIG loss (eq. 8-12): LR data consistency plus the guide correlation ratio.
+
+Shapes: maps ``q_hat`` are (B, 3, H, W) in the channel order PD [a.u.], T1 [ms], T2 [ms]; qMRI
+contrasts are (B, 12, H, W) in the order of :func:`swig_lib.physics.qmri_contrasts`; guides and
+masks are (B, H, W). Every function is differentiable in ``q_hat`` and works in float32 or float64.
+
+Φ on a crop
+-----------
+Φ of eq. 3 acts on whole slices of the acquisition grid (N_x, N_y): a centred square k-space band,
+i.e. a separable *circular* convolution ``Φ(C) = A_x · C · A_yᵀ`` with the real, symmetric,
+circulant band-pass matrices ``A_x`` (N_x × N_x) and ``A_y``. The prediction is zero outside the
+brain (the model multiplies it by the brain mask), so on any window of n ≤ N consecutive voxels
+(indices taken modulo N) that contains the brain, ``Φ(C)`` restricted to the window equals
+``A_x[w, w] · C[w] · A_y[w, w]ᵀ``; because ``A`` is circulant, ``A[w, w]`` is the same n × n
+matrix for every window position. :func:`lowpass_matrix` builds it by applying
+:func:`swig_lib.kspace.truncate_kspace` (noise-free) to unit vectors, so training on brain-cropped
+slices uses *exactly* the operator that made the data, at the cost of two small matrix products.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from .kspace import truncate_kspace
+from .physics import qmri_contrasts, weighted_image
+from .protocols import GUIDE_PROTOCOLS, QMRIProtocol
+
+#: Added to Var(Ŵ) in the correlation ratio, a.u.² (Var(Ŵ) of a brain slice is ~10-1000 a.u.²).
+CORRELATION_EPS = 1e-8
+
+
+class LossTerms(NamedTuple):
+    """The terms of eq. 12, each a scalar tensor.
+
+    Attributes
+    ----------
+    total : Tensor
+        ``L_l + α·L_h`` (only the terms switched on; see :func:`swig_loss`).
+    data : Tensor
+        L_l, eq. 9 (dimensionless: squared error in units of σ²).
+    guide : Tensor
+        L_h, eq. 11 in its affine-invariant form: Σ_j (1 − ρ_j²), in [0, n_guides].
+    """
+
+    total: Tensor
+    data: Tensor
+    guide: Tensor
+
+
+def lowpass_matrix(
+    n_full: int,
+    n_crop: int,
+    keep: float,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """The 1-D factor of noise-free Φ (eq. 3) restricted to a window of ``n_crop`` voxels.
+
+    Parameters
+    ----------
+    n_full : int
+        Length N of the acquisition grid along this axis, voxels.
+    n_crop : int
+        Length n ≤ N of the window (any position, indices modulo N), voxels.
+    keep : float
+        Fraction of the k-space axis kept (as in :func:`swig_lib.kspace.centre_mask`).
+    dtype, device
+        Of the returned matrix.
+
+    Returns
+    -------
+    Tensor
+        ``A`` of shape (n_crop, n_crop), dimensionless: ``(A @ C @ Bᵀ)`` with ``B`` the matrix of the
+        other axis equals ``truncate_kspace(C_full, keep)`` on the window when ``C_full`` is zero
+        outside it.
+    """
+    if not 0 < n_crop <= n_full:
+        raise ValueError(f"window length must lie in [1, {n_full}]; got {n_crop}")
+    # Unit impulses as rows of (N, N, 1) images: the length-1 second axis keeps only its DC, so
+    # truncate_kspace reduces to the 1-D band along the first image axis.
+    impulses = torch.eye(n_full, dtype=torch.float64)[:, :, None]
+    full = truncate_kspace(impulses, keep=keep, sigma=0.0)[:, :, 0].T  # column j: response to δ_j
+    return full[:n_crop, :n_crop].to(dtype=dtype, device=device).contiguous()
+
+
+def apply_lowpass(images: Tensor, a_rows: Tensor, a_cols: Tensor) -> Tensor:
+    """Noise-free Φ on cropped images: ``a_rows · images · a_colsᵀ`` over the last two axes.
+
+    Parameters
+    ----------
+    images : Tensor
+        (..., n_rows, n_cols), signal units.
+    a_rows, a_cols : Tensor
+        :func:`lowpass_matrix` for the two in-plane axes.
+    """
+    return a_rows @ images @ a_cols.transpose(-1, -2)
+
+
+def data_consistency_loss(
+    q_hat: Tensor,
+    c_l: Tensor,
+    region: Tensor,
+    sigma: float,
+    lowpass: tuple[Tensor, Tensor],
+    protocol: QMRIProtocol = QMRIProtocol(),
+) -> Tensor:
+    """LR data consistency L_l, eq. 9: Σ_i MSE(C_l^i, Φ(M^i(Q̂_h))) / σ².
+
+    Φ is noise-free (the noise is in the data, not in the model of its mean). The MSE of each
+    contrast is the mean over the ``region`` voxels of the whole batch (every voxel weighs the
+    same, as in a likelihood). The trainer passes the brain mask *dilated* by a few voxels
+    (profile ``train.dc_dilation``): Φ spreads the signal of the brain edge over the main lobe of
+    its point-spread function (≈ 1/keep voxels), so the LR data just outside the mask carry the
+    information on the edge intensities; far outside, C_l is noise only and would merely add a
+    constant that depends on the field of view.
+
+    Parameters
+    ----------
+    q_hat : Tensor
+        (B, 3, H, W) predicted HR maps: PD [a.u.], T1 [ms], T2 [ms]; zero outside the brain.
+    c_l : Tensor
+        (B, 12, H, W) acquired LR contrasts (a.u.) on the same crop.
+    region : Tensor
+        (B, H, W) bool or {0, 1}: the voxels compared.
+    sigma : float
+        Noise level σ of eq. 3 (a.u.).
+    lowpass : (Tensor, Tensor)
+        Row and column factors of Φ on the crop (:func:`lowpass_matrix`).
+    protocol : QMRIProtocol
+        TR/TE of the contrasts (ms).
+
+    Returns
+    -------
+    Tensor
+        Scalar L_l (dimensionless).
+    """
+    if sigma <= 0:
+        raise ValueError(f"sigma must be positive; got {sigma}")
+    predicted = apply_lowpass(
+        qmri_contrasts(q_hat[:, 0], q_hat[:, 1], q_hat[:, 2], protocol, dim=1), *lowpass
+    )
+    weight = region.to(predicted.dtype).unsqueeze(1)
+    count = weight.sum().clamp_min(1.0)
+    mse_per_contrast = ((predicted - c_l) ** 2 * weight).sum(dim=(0, 2, 3)) / count
+    return mse_per_contrast.sum() / sigma**2
+
+
+def correlation_ratio_loss(
+    w: Tensor, w_hat: Tensor, mask: Tensor | None = None, eps: float = CORRELATION_EPS
+) -> Tensor:
+    """Complement of the correlation ratio (eq. 10-11) per image, affine-invariant: 1 − ρ²(W, Ŵ).
+
+    Read literally, eq. 11 (Var(W − Ŵ)/Var(W)) changes when W is rescaled. The paper's model is
+    Ŵ ≈ a·W + b with unknown global a, b; minimising Var(Ŵ − (a·W + b))/Var(Ŵ) over a and b (least
+    squares) gives 1 − ρ², with ρ the Pearson correlation over the brain voxels. This form is
+    invariant to a·W + b for any a ≠ 0 (also negative) and b, and symmetric in W and Ŵ.
+
+    Computed as 1 − Cov(W, Ŵ)²/(Var(W)·(Var(Ŵ) + eps)): exactly invariant in W (the acquired guide,
+    arbitrary units), and ``eps`` (in units of Ŵ², i.e. a.u.², negligible against Var(Ŵ) of a brain
+    slice) keeps the value in [0, 1] and the gradient finite when the synthesis is constant.
+
+    Parameters
+    ----------
+    w : Tensor
+        (B, ...) acquired guides (any units).
+    w_hat : Tensor
+        (B, ...) guides synthesised from the prediction, same shape (a.u.).
+    mask : Tensor, optional
+        (B, ...) bool or {0, 1}: voxels that enter the statistics (default: all).
+    eps : float
+        Added to Var(Ŵ), a.u.².
+
+    Returns
+    -------
+    Tensor
+        (B,) values in [0, 1]: 0 for a perfect synthesis up to a·W + b, 1 for no correlation or a
+        constant W or Ŵ.
+    """
+    if w.shape != w_hat.shape:
+        raise ValueError(f"shape mismatch: w {tuple(w.shape)} vs w_hat {tuple(w_hat.shape)}")
+    w, w_hat = w.flatten(1).to(w_hat.dtype), w_hat.flatten(1)
+    weight = torch.ones_like(w_hat) if mask is None else mask.flatten(1).to(w_hat.dtype)
+    count = weight.sum(dim=1).clamp_min(1.0)
+
+    def centred(x: Tensor) -> Tensor:
+        return (x - (weight * x).sum(dim=1, keepdim=True) / count[:, None]) * weight
+
+    dw, dw_hat = centred(w), centred(w_hat)
+    covariance = (dw * dw_hat).sum(dim=1) / count
+    var_w = ((dw**2).sum(dim=1) / count).clamp_min(torch.finfo(w_hat.dtype).tiny)
+    var_w_hat = (dw_hat**2).sum(dim=1) / count
+    return 1.0 - covariance**2 / (var_w * (var_w_hat + eps))
+
+
+def guide_loss(
+    q_hat: Tensor,
+    guides: Mapping[str, Tensor],
+    mask: Tensor,
+    protocols: Mapping[str, object] = GUIDE_PROTOCOLS,
+) -> Tensor:
+    """Guide term L_h, eq. 11 (affine-invariant form): Σ_j mean over the batch of 1 − ρ²(W^j, Ŵ^j).
+
+    Parameters
+    ----------
+    q_hat : Tensor
+        (B, 3, H, W) predicted maps: PD [a.u.], T1 [ms], T2 [ms].
+    guides : mapping of str to Tensor
+        Acquired guides W^j, (B, H, W) each, keyed by protocol name (``"T1w"``, ``"T2w"``).
+    mask : Tensor
+        (B, H, W) brain mask: the voxels of the correlation.
+    protocols : mapping
+        Guide protocols by name (eq. 15-17 parameters).
+
+    Returns
+    -------
+    Tensor
+        Scalar in [0, len(guides)]; 0 (a zero tensor) when ``guides`` is empty.
+    """
+    total = q_hat.new_zeros(())
+    for name, w in guides.items():
+        w_hat = weighted_image(protocols[name], q_hat[:, 0], q_hat[:, 1], q_hat[:, 2])
+        total = total + correlation_ratio_loss(w, w_hat, mask).mean()
+    return total
+
+
+def swig_loss(
+    q_hat: Tensor,
+    c_l: Tensor,
+    guides: Mapping[str, Tensor],
+    mask: Tensor,
+    region: Tensor,
+    sigma: float,
+    lowpass: tuple[Tensor, Tensor],
+    alpha: float,
+    data_consistency: bool = True,
+    loss_guides: Sequence[str] | None = None,
+) -> LossTerms:
+    """Total loss, eq. 12: L_total = L_l + α·L_h, with both terms for logging.
+
+    Both terms are always computed (so every variant logs both); ``total`` contains L_l only when
+    ``data_consistency`` is on and α·L_h only when α ≠ 0 and guides are used.
+
+    Parameters
+    ----------
+    q_hat, c_l, mask, region, sigma, lowpass
+        See :func:`data_consistency_loss` and :func:`guide_loss`.
+    guides : mapping of str to Tensor
+        Every available guide (B, H, W).
+    alpha : float
+        Weight α of the guide term (dimensionless).
+    data_consistency : bool
+        Whether L_l enters the total (the second "+" of Table I).
+    loss_guides : sequence of str, optional
+        Guides that enter L_h (default: all of ``guides``).
+
+    Returns
+    -------
+    LossTerms
+    """
+    names = list(guides) if loss_guides is None else list(loss_guides)
+    l_data = data_consistency_loss(q_hat, c_l, region, sigma, lowpass)
+    l_guide = guide_loss(q_hat, {name: guides[name] for name in names}, mask)
+    total = q_hat.new_zeros(())
+    if data_consistency:
+        total = total + l_data
+    if alpha != 0 and names:
+        total = total + alpha * l_guide
+    return LossTerms(total=total, data=l_data, guide=l_guide)

@@ -776,6 +776,7 @@ def train_variant(
             "variant": asdict(variant),
             "profile": dict(profile),
             "epoch": epoch + 1,
+            "device": str(device),
             "best_val": best_val,
             "best_epoch": best_epoch,
             "rng": rng_state(),

@@ -40,9 +40,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +169,9 @@ class CrossSequenceSettings:
         map before the metrics, or compared raw.
     batch_size : int
         Slices per forward pass of the networks.
+    workers : int
+        Processes over which the test subjects are spread (1 = this process; more need as many
+        free CPU cores, and a dataset object that pickles). Results do not depend on it.
     variant : str
         SWIG model to apply; "" = the one selected by notebook 03 (:func:`selected_variant`).
     acquisition : AcquisitionSettings
@@ -181,6 +187,7 @@ class CrossSequenceSettings:
     min_brain_fraction: float = 0.25
     intensity_match: str = "affine"
     batch_size: int = 8
+    workers: int = 1
     variant: str = ""
     acquisition: AcquisitionSettings = field(default_factory=AcquisitionSettings)
     images: ImageSettings = field(default_factory=ImageSettings)
@@ -189,8 +196,8 @@ class CrossSequenceSettings:
     def __post_init__(self) -> None:
         if self.intensity_match not in ("affine", "none"):
             raise ValueError(f"intensity_match must be 'affine' or 'none', got {self.intensity_match!r}")
-        if self.n_subjects < 0 or self.slice_stride < 1:
-            raise ValueError("need n_subjects >= 0 and slice_stride >= 1")
+        if self.n_subjects < 0 or self.slice_stride < 1 or self.workers < 1:
+            raise ValueError("need n_subjects >= 0, slice_stride >= 1 and workers >= 1")
         if self.variant and self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; choose from {list(VARIANTS)}")
 
@@ -615,9 +622,10 @@ def ensure_sr_model(profile: Mapping[str, Any], out: Path, variant: str, dataset
 
 def _key(settings: CrossSequenceSettings, seed: int, data_settings: Mapping[str, Any], variant: str,
          sr_path: Path, recon_path: Path) -> dict[str, Any]:
-    """What the results depend on (stored in ``run.json``, compared for reuse)."""
+    """What the results depend on (stored in ``run.json``, compared for reuse; not ``workers``)."""
+    values = {k: v for k, v in dataclasses.asdict(settings).items() if k != "workers"}
     return json.loads(json.dumps({
-        "settings": dataclasses.asdict(settings), "seed": int(seed), "data": dict(data_settings),
+        "settings": values, "seed": int(seed), "data": dict(data_settings),
         "variant": variant, "sr_sha256": sha256(sr_path), "recon_sha256": sha256(recon_path),
         "package": package_fingerprint(),
     }))
@@ -676,6 +684,30 @@ def _simulate_subject(dataset: Any, sid: str, index: int, settings: CrossSequenc
                 "sulci": sulcal_flair_errors(images, sulcal_csf(labels, mask, spacing), mask, slices)}}
 
 
+@lru_cache(maxsize=4)
+def _cached_model(path: str, modified_ns: int, device: str) -> SwigResNet:
+    """A checkpoint's model, loaded once per process (and again when the file changes)."""
+    return load_model(path, device)
+
+
+def _subject_task(dataset: Any, sid: str, index: int, settings: CrossSequenceSettings, seed: int,
+                  model_paths: tuple[str, str], device: str
+                  ) -> tuple[dict[str, list[dict[str, Any]]], Example | None]:
+    """One test subject, in this or a worker process: the rows of :data:`TABLES` (with the subject
+    id) and, for the first subject, the Fig. 4 example (its middle evaluated slice)."""
+    with _torch_threads(1):
+        sr_model, recon_model = (_cached_model(p, Path(p).stat().st_mtime_ns, device)
+                                 for p in model_paths)
+        result = _simulate_subject(dataset, sid, index, settings, seed, sr_model, recon_model)
+    rows = {name: [{"subject": sid, **row} for row in result["rows"][name]] for name in TABLES}
+    if index != 0:
+        return rows, None
+    z = result["slices"][len(result["slices"]) // 2]
+    maps = {**result["maps"], (REFERENCE, REFERENCE): result["q_h"]}
+    return rows, _example(sid, z, result["mask"], maps, result["acquired"], result["images"],
+                          result["labels"])
+
+
 def run_cross_sequence(
     profile: Mapping[str, Any],
     data_dir: PathLike = "data",
@@ -729,24 +761,23 @@ def run_cross_sequence(
                                         example=Example.load(paths["example"]),
                                         info=info | {"reused": True})
 
-    sr_model, recon_model = load_model(sr_path, device), load_model(recon_path, device)
     subjects = dataset.subject_ids("test")
     subjects = subjects[: settings.n_subjects] if settings.n_subjects else subjects
     if not subjects:
         raise ValueError(f"the dataset {dataset.folder} has no test subjects")
-    frames: dict[str, list[dict[str, Any]]] = {name: [] for name in TABLES}
-    examples: list[Example] = []
-    with _torch_threads(1):
-        for index, sid in enumerate(tqdm(subjects, desc="cross-sequence", disable=not progress)):
-            result = _simulate_subject(dataset, sid, index, settings, seed, sr_model, recon_model)
-            for name in TABLES:
-                frames[name] += [{"subject": sid, **row} for row in result["rows"][name]]
-            if index == 0:  # Fig. 4 shows the middle evaluated slice of the first subject
-                z = result["slices"][len(result["slices"]) // 2]
-                examples.append(_example(sid, z, result["mask"],
-                                         {**result["maps"], (REFERENCE, REFERENCE): result["q_h"]},
-                                         result["acquired"], result["images"], result["labels"]))
-    tables = {name: pd.DataFrame(frames[name]) for name in TABLES}
+    n = len(subjects)
+    arguments = ([dataset] * n, subjects, range(n), [settings] * n, [seed] * n,
+                 [(str(sr_path), str(recon_path))] * n, [str(device)] * n)
+    bar = {"total": n, "desc": "cross-sequence", "disable": not progress}
+    if settings.workers > 1:  # spawn: a clean interpreter per worker (no forked torch threads)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(settings.workers, n), mp_context=context) as pool:
+            outputs = list(tqdm(pool.map(_subject_task, *arguments), **bar))
+    else:
+        outputs = list(tqdm(map(_subject_task, *arguments), **bar))
+    tables = {name: pd.DataFrame([row for rows, _ in outputs for row in rows[name]])
+              for name in TABLES}
+    example = outputs[0][1]
     info = {"key": key, "variant": variant, "variant_reason": reason,
             "sr_checkpoint": str(sr_path), "subjects": subjects,
             "n_slices": int(tables["synthesis"][["subject", "slice"]].drop_duplicates().shape[0]),
@@ -754,9 +785,9 @@ def run_cross_sequence(
     for name, frame in tables.items():
         _write_csv(frame, paths[name])
     _write_csv(table2(tables["synthesis"]), paths["table2"], index=True)
-    examples[0].save(paths["example"])
+    example.save(paths["example"])
     atomic_write_bytes(paths["run"], (json.dumps(info, indent=1) + "\n").encode())
-    return CrossSequenceResults(**tables, example=examples[0], info=info)
+    return CrossSequenceResults(**tables, example=example, info=info)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib
 import numpy as np
@@ -166,6 +167,47 @@ def test_user_data_path_on_small_nifti_files(tmp_path: Path) -> None:
     moved = save_nifti(tmp_path / "moved.nii.gz", np.ones((40, 36, 4)), np.diag([1.0, 1.0, 3.0, 1.0]))
     with pytest.raises(DataValidationError, match="affine"):
         xs.evaluate_user_data(model, {"fast": files["fast"]}, files["T1w"], moved, mask=files["mask"])
+
+
+class ArrayDataset:
+    """A picklable two-subject dataset (one train, one test) of phantoms, for worker processes."""
+
+    folder = Path("arrays")
+    settings = {"keep": 0.5, "sigma": 0.1}
+
+    def __init__(self) -> None:
+        maps, mask, labels = phantom()
+        self.maps = {"sub-01": maps, "sub-02": maps[:, ::-1].copy()}
+        self.mask = {"sub-01": mask, "sub-02": mask[::-1].copy()}
+        self.label_maps = {"sub-01": labels, "sub-02": labels[::-1].copy()}
+
+    def subject_ids(self, split: str) -> list[str]:
+        return {"train": ["sub-01"], "val": [], "test": ["sub-02"]}[split]
+
+    def acquired(self, sid: str) -> SimpleNamespace:
+        return SimpleNamespace(mask=self.mask[sid], affine=np.diag([1.0, 1.0, 2.0, 1.0]))
+
+    def reference(self, sid: str) -> np.ndarray:
+        return self.maps[sid]
+
+    def labels(self, sid: str) -> np.ndarray:
+        return self.label_maps[sid]
+
+
+def test_worker_processes_give_the_same_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dataset = ArrayDataset()
+    monkeypatch.setattr(xs, "load_dataset", lambda *args, **kwargs: dataset)
+    checkpoint(tmp_path / "tiny" / "checkpoints" / "M12++.pt")
+    section = {"slice_stride": 2, "min_brain_fraction": 0.0, "variant": "M12++",
+               "acquisition": {"n_t1": 40, "n_t2": 40},
+               "recon": {"epochs": 1, "batch_size": 2, "min_brain_fraction": 0.0}}
+    results = [xs.run_cross_sequence({"name": "tiny", "model": MODEL,
+                                      "crosssequence": {**section, "workers": workers}},
+                                     results_dir=tmp_path, progress=False, force=True)
+               for workers in (1, 2)]
+    for name in xs.TABLES:
+        pd.testing.assert_frame_equal(getattr(results[0], name), getattr(results[1], name))
+    assert results[1].example.subject == "sub-02"
 
 
 class LabelledDataset(FakeDataset):

@@ -220,5 +220,5 @@ def plot_tissue_errors(tissue: pd.DataFrame, maps: Sequence[str] = ("T1", "T2"),
             ax.set_title(f"{name}, {tissue_name}")
             ax.set_ylabel("error [%]")
             ax.grid(axis="y", alpha=0.3)
-    axes[0, -1].legend(fontsize="small")
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right upper", fontsize="small")
     return fig

@@ -22,7 +22,6 @@ images are independent and the same seed gives the same images.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +30,7 @@ import torch
 
 from . import physics
 from .anatomy import TISSUE_VALUES
+from .config import check_known_fields
 from .protocols import GUIDE_PROTOCOLS, FlairProtocol, IRSPGRProtocol, SpinEchoProtocol
 
 #: The acquired weighted images, in the order of their random streams.
@@ -77,10 +77,7 @@ class ImageSettings:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ImageSettings:
         """Settings from a mapping (a profile table); unknown keys raise KeyError."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise KeyError(f"unknown image setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        check_known_fields(cls, values, "image")
         return cls(**{k: float(v) for k, v in values.items()})
 
 

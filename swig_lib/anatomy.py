@@ -33,13 +33,15 @@ Units: PD in a.u. (percent of pure water, so CSF ≈ 100), T1 and T2 in ms.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage, special
+
+from .config import check_known_fields
 
 #: Tissue classes, in the order of every fraction stack.
 TISSUES: tuple[str, ...] = ("GM", "WM", "CSF")
@@ -168,10 +170,7 @@ class AnatomySettings:
     @classmethod
     def from_dict(cls, values: dict) -> AnatomySettings:
         """Build from a dict (e.g. a profile's ``data.anatomy`` table); unknown keys raise."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise KeyError(f"unknown anatomy setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        check_known_fields(cls, values, "anatomy")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
     def to_dict(self) -> dict:

@@ -9,9 +9,38 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import default_device
+from .config import PROFILES, load_profile
 
 #: Modules that register a sub-command, in the order ``swig --help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = ("data", "reproduce", "training", "evaluation", "inference")
+
+
+def parse_device(name: str) -> torch.device:
+    """``auto`` → :func:`swig_lib.default_device` (CUDA when present), else the named torch device."""
+    return default_device() if name == "auto" else torch.device(name)
+
+
+def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options every experiment command shares: ``--profile``, ``--out``, ``--data``, ``--device``."""
+    parser.add_argument("--profile", choices=PROFILES, default="quick")
+    parser.add_argument("--out", default=None, help="results folder (default results/<profile>)")
+    parser.add_argument("--data", default="data", help="data root (default data)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+
+
+def experiment_setup(args: argparse.Namespace) -> tuple[dict[str, Any], Path, Any]:
+    """Profile, results folder and loaded dataset of an experiment command's parsed arguments."""
+    from .data import load_dataset
+
+    profile = load_profile(args.profile)
+    out = Path(args.out or Path("results") / args.profile)
+    return profile, out, load_dataset(profile, root=args.data)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,9 @@ has sections (``data``, ``train``, ...) owned by the module that reads them.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import tomllib
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
@@ -47,3 +49,21 @@ def load_profile(name: str, overrides: dict[str, Any] | None = None) -> dict[str
             raise KeyError(f"profile {name!r} has no setting {dotted!r}")
         node[leaf] = value
     return profile
+
+
+def check_known_fields(cls: type, values: Mapping[str, Any], what: str) -> None:
+    """Raise KeyError naming any key of ``values`` that is not a field of dataclass ``cls``.
+
+    Parameters
+    ----------
+    cls : dataclass type
+        The settings class a profile table is read into.
+    values : mapping
+        The table.
+    what : str
+        What the settings are, for the message (e.g. ``"recon"``).
+    """
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise KeyError(f"unknown {what} setting(s) {sorted(unknown)}; known: {sorted(known)}")

@@ -64,7 +64,7 @@ from .acquisition import (
     synthesize,
 )
 from .crosssequence import AcquisitionSettings, simulate_protocols
-from .data import TISSUE_LABELS, _torch_threads, load_dataset
+from .data import TISSUE_LABELS, torch_threads, load_dataset
 from .inference import load_model, predict_volume
 from .io import (
     DataValidationError,
@@ -101,8 +101,9 @@ TISSUES: dict[str, int] = {name: code for code, name in sorted(TISSUE_LABELS.ite
                            if name in ("WM", "GM")}
 #: The paper's model selection (Table III), used when no selection file exists.
 DEFAULT_VARIANT = "M12++"
-#: File (under ``<results_dir>/<profile>``) with the name of the model selected by notebook 03.
-SELECTION_FILE = Path("metrics") / "selected_model.txt"
+#: JSON file (under ``<results_dir>/<profile>``) with the model selected by notebook 03 under the
+#: key ``"selected"`` (and the ranking that chose it).
+SELECTION_FILE = Path("metrics") / "selected_model.json"
 
 #: Per-subject tables of :class:`CrossSequenceResults`, each written to ``<name>.csv``.
 TABLES: tuple[str, ...] = ("synthesis", "maps", "tissue", "sulci")
@@ -289,6 +290,14 @@ def synthesized_images(
     return images
 
 
+def _slice_rows(keys: Mapping[str, Any], scores: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One table row per scored slice: ``keys`` plus slice, ssim and hfen (from :func:`slice_metrics`)."""
+    return [
+        {**keys, "slice": int(z), "ssim": float(s), "hfen": float(h)}
+        for z, s, h in zip(scores["slices"], scores["ssim_slices"], scores["hfen_slices"])
+    ]
+
+
 def synthesis_scores(
     images: Mapping[tuple[str, str, str], np.ndarray],
     acquired: Mapping[str, np.ndarray],
@@ -313,13 +322,12 @@ def synthesis_scores(
     list of dict
         Rows: protocol, source, contrast, slice, ssim, hfen.
     """
-    rows = []
-    for (protocol, source, contrast), image in images.items():
-        scores = slice_metrics(image, acquired[contrast], mask, slices=slices)
-        for z, s, h in zip(scores["slices"], scores["ssim_slices"], scores["hfen_slices"]):
-            rows.append({"protocol": protocol, "source": source, "contrast": contrast,
-                         "slice": int(z), "ssim": float(s), "hfen": float(h)})
-    return rows
+    return [
+        row
+        for (protocol, source, contrast), image in images.items()
+        for row in _slice_rows({"protocol": protocol, "source": source, "contrast": contrast},
+                               slice_metrics(image, acquired[contrast], mask, slices=slices))
+    ]
 
 
 def map_scores(
@@ -343,13 +351,12 @@ def map_scores(
     list of dict
         Rows: protocol, source, map, slice, ssim, hfen.
     """
-    rows = []
-    for (protocol, source), q in maps.items():
-        for name, scores in map_metrics(q, q_h, mask, MAP_NAMES, slices=slices).items():
-            for z, s, h in zip(scores["slices"], scores["ssim_slices"], scores["hfen_slices"]):
-                rows.append({"protocol": protocol, "source": source, "map": name,
-                             "slice": int(z), "ssim": float(s), "hfen": float(h)})
-    return rows
+    return [
+        row
+        for (protocol, source), q in maps.items()
+        for name, scores in map_metrics(q, q_h, mask, MAP_NAMES, slices=slices).items()
+        for row in _slice_rows({"protocol": protocol, "source": source, "map": name}, scores)
+    ]
 
 
 def tissue_errors(
@@ -605,10 +612,13 @@ def selected_variant(out: str | Path, requested: str = "") -> tuple[str, str]:
         return requested, "set in the profile (crosssequence.variant)"
     selection = Path(out) / SELECTION_FILE
     if selection.is_file():
-        name = selection.read_text().strip()
+        try:
+            name = json.loads(selection.read_text()).get("selected")
+        except (json.JSONDecodeError, AttributeError):
+            name = None
         if name in VARIANTS:
             return name, f"selected by the ablation ranking ({selection})"
-    return DEFAULT_VARIANT, f"the paper's selection (no model selection found at {selection})"
+    return DEFAULT_VARIANT, f"the paper's selection (no valid model selection at {selection})"
 
 
 def ensure_sr_model(profile: Mapping[str, Any], out: Path, variant: str, dataset: Any,
@@ -695,7 +705,7 @@ def _subject_task(dataset: Any, sid: str, index: int, settings: CrossSequenceSet
                   ) -> tuple[dict[str, list[dict[str, Any]]], Example | None]:
     """One test subject, in this or a worker process: the rows of :data:`TABLES` (with the subject
     id) and, for the first subject, the Fig. 4 example (its middle evaluated slice)."""
-    with _torch_threads(1):
+    with torch_threads(1):
         sr_model, recon_model = (_cached_model(p, Path(p).stat().st_mtime_ns, device)
                                  for p in model_paths)
         result = _simulate_subject(dataset, sid, index, settings, seed, sr_model, recon_model)

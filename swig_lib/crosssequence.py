@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from swig_lib.config import check_known_fields
 from swig_lib.dictionary import SubspaceDictionary, build_dictionary, log_grid, match
 from swig_lib.epg import Segment, TransientSequence, simulate_signals
 from swig_lib.radial import (
@@ -128,10 +129,7 @@ class AcquisitionSettings:
         Keys are field names; ``sequence`` may be a mapping of :class:`TransientSequence` fields
         whose ``segments`` is a list of ``[preparation, prep_time, n_readouts, flip_angle]``.
         """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise KeyError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        check_known_fields(cls, values, "acquisition")
         values = dict(values)
         if isinstance(values.get("sequence"), dict):
             seq = dict(values["sequence"])

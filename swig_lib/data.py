@@ -30,11 +30,14 @@ from __future__ import annotations
 import argparse
 import fcntl
 import hashlib
+import itertools
 import json
+import multiprocessing
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -545,7 +548,8 @@ def _lock(folder: Path) -> Iterator[None]:
 
 
 def build_dataset(profile: dict[str, Any], root: PathLike = "data", force: bool = False,
-                  progress: bool = True, log: Callable[[str], None] = print) -> tuple[Path, bool]:
+                  progress: bool = True, log: Callable[[str], None] = print,
+                  workers: int | None = None) -> tuple[Path, bool]:
     """Build the digital subjects of ``profile`` under ``root``, unless an intact copy exists.
 
     Parameters
@@ -560,6 +564,9 @@ def build_dataset(profile: dict[str, Any], root: PathLike = "data", force: bool 
         Show a tqdm progress bar.
     log : callable
         Receives a one-line message saying why the dataset is (re)built, before building.
+    workers : int, optional
+        Processes that build subjects in parallel (default :func:`default_workers`). Every subject
+        draws from its own seed, so the files do not depend on it.
 
     Returns
     -------
@@ -575,12 +582,18 @@ def build_dataset(profile: dict[str, Any], root: PathLike = "data", force: bool 
         if reason is None:
             return folder, True
         log(f"building {folder}: {reason}")
-        _build(folder, settings, progress)
+        _build(folder, settings, progress, default_workers() if workers is None else workers)
     return folder, False
 
 
+def default_workers(limit: int = 4) -> int:
+    """Worker processes for per-subject work: the CPU cores this process may use, at most ``limit``."""
+    return max(1, min(limit, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else os.cpu_count() or 1))
+
+
 @contextmanager
-def _torch_threads(count: int) -> Iterator[None]:
+def torch_threads(count: int) -> Iterator[None]:
     """Run torch with ``count`` intra-op threads, then restore the previous number."""
     previous = torch.get_num_threads()
     torch.set_num_threads(count)
@@ -590,19 +603,14 @@ def _torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _build(folder: Path, settings: DataSettings, progress: bool) -> None:
+def _build(folder: Path, settings: DataSettings, progress: bool, workers: int = 1) -> None:
     """Write every subject, remove stale ones, then the manifest (last, so a crash leaves none).
 
-    Torch runs single-threaded here: the per-voxel fit and the FFTs work on many small tensors,
-    where OpenMP threads gain little and, when another process competes for the cores, spin so
-    long that the build slows down by 10-50x.
+    Subjects are built by ``workers`` processes (spawned: clean interpreters, no forked OpenMP
+    state), each running torch single-threaded: the per-voxel fit and the FFTs work on many small
+    tensors, where OpenMP threads gain little and, when another process competes for the cores,
+    spin so long that the build slows down by 10-50x. Processes, one per core, do scale.
     """
-    with _torch_threads(1):
-        _build_subjects(folder, settings, progress)
-
-
-def _build_subjects(folder: Path, settings: DataSettings, progress: bool) -> None:
-    """The body of :func:`_build`."""
     (folder / MANIFEST).unlink(missing_ok=True)
     start = time.perf_counter()
     template = mni152_template(settings.margin)
@@ -611,18 +619,17 @@ def _build_subjects(folder: Path, settings: DataSettings, progress: bool) -> Non
     if slices[0] < offset or slices[-1] - offset >= template.shape[2]:
         raise ValueError(f"slices {list(settings.slices)} leave the template's axial range "
                          f"[{offset}, {offset + template.shape[2]})")
-    subjects: dict[str, Any] = {}
     ids = settings.subject_ids()
-    for index, sid in enumerate(tqdm(ids, desc=f"digital subjects ({settings.dataset})",
-                                     unit="subject", disable=not progress)):
-        subject, built = _digital_subject(template, settings.seed, index, slices - offset,
-                                          settings.anatomy, settings.keep, settings.sigma)
-        subjects[sid] = {"seed": [settings.seed, index], "noise_seed": subject.noise_seed,
-                         "min_jacobian": round(built.min_jacobian, 4),
-                         "tissue_values": {k: {p: round(x, 2) for p, x in vars(v).items()}
-                                           for k, v in built.tissue_values.items()},
-                         "files": _write_subject(folder, sid, subject)}
-        shape = list(subject.mask.shape)
+    tasks = [(folder, settings, index, sid, slices - offset) for index, sid in enumerate(ids)]
+    bar = {"total": len(ids), "desc": f"digital subjects ({settings.dataset})", "unit": "subject",
+           "disable": not progress}
+    if workers > 1 and len(ids) > 1:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(workers, len(ids)), mp_context=context) as pool:
+            records = list(tqdm(pool.map(_build_subject, *zip(*tasks)), **bar))
+    else:
+        records = list(tqdm(itertools.starmap(_build_subject, tasks), **bar))
+    subjects = dict(zip(ids, (record for record, _ in records)))
     for stale in sorted(folder.glob("sub-*")):
         if stale.is_dir() and stale.name not in subjects:
             shutil.rmtree(stale)
@@ -631,12 +638,26 @@ def _build_subjects(folder: Path, settings: DataSettings, progress: bool) -> Non
         "code": code_fingerprint(),
         "split": settings.split_ids(),
         "subjects": subjects,
-        "shape": shape,
+        "shape": records[-1][1],
         "slices": slices.tolist(),
         "build": {"seconds": round(time.perf_counter() - start, 1), "swig_lib": __version__,
                   "numpy": np.__version__, "torch": torch.__version__},
     }
     atomic_write_bytes(folder / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+
+
+def _build_subject(folder: Path, settings: DataSettings, index: int, sid: str,
+                   slices: np.ndarray) -> tuple[dict[str, Any], list[int]]:
+    """Build and write subject ``index`` (in this or a worker process); its manifest record and grid."""
+    with torch_threads(1):
+        subject, built = _digital_subject(mni152_template(settings.margin), settings.seed, index,
+                                          slices, settings.anatomy, settings.keep, settings.sigma)
+        record = {"seed": [settings.seed, index], "noise_seed": subject.noise_seed,
+                  "min_jacobian": round(built.min_jacobian, 4),
+                  "tissue_values": {k: {p: round(x, 2) for p, x in vars(v).items()}
+                                    for k, v in built.tissue_values.items()},
+                  "files": _write_subject(folder, sid, subject)}
+    return record, list(subject.mask.shape)
 
 
 def _write_subject(folder: Path, sid: str, subject: Subject) -> dict[str, dict[str, str]]:
@@ -778,6 +799,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--root", default="data", help="data root folder (default: data)")
     parser.add_argument("--force", action="store_true", help="rebuild even if intact")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes building subjects in parallel (default: CPU cores, at most 4)")
     parser.set_defaults(func=_main)
 
 
@@ -786,7 +809,8 @@ def _main(args: argparse.Namespace) -> int:
     from .config import load_profile
 
     profile = load_profile(args.profile)
-    folder, reused = build_dataset(profile, args.root, force=args.force, progress=not args.no_progress)
+    folder, reused = build_dataset(profile, args.root, force=args.force, progress=not args.no_progress,
+                                   workers=args.workers)
     if reused:
         print(f"reusing {folder}: settings match and checksums verify")
     dataset = Dataset(folder, json.loads((folder / MANIFEST).read_text()))

@@ -28,11 +28,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .config import PROFILES, load_profile
+from .cli import add_experiment_arguments, experiment_setup, parse_device
 from .inference import load_model, predict_volume
 from .metrics import BASELINE, map_metrics, mean_ci, rank_models
 from .models import MAP_NAMES
-from .training import VARIANTS, checkpoint_paths, parse_device, select_slices
+from .training import VARIANTS, checkpoint_paths, select_slices
 
 #: The models ranked in Table III (M12-- "failed completely and was excluded", Sec. IV-A).
 TABLE3_MODELS: tuple[str, ...] = ("M1++", "M2++", "M12++", "M12-+")
@@ -205,11 +205,7 @@ def evaluate(
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """``swig evaluate``."""
-    profile = load_profile(args.profile)
-    out = Path(args.out or Path("results") / args.profile)
-    from .data import load_dataset
-
-    dataset = load_dataset(profile, root=args.data)
+    profile, out, dataset = experiment_setup(args)
     table = evaluate(profile, out, args.variants, parse_device(args.device), dataset)
     for region in table["region"].unique():
         part = table[table["region"] == region][["model", "subject", "map", "ssim", "hfen"]]
@@ -224,7 +220,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate", help="SSIM/HFEN of the trained variants on the test subjects, Table III"
     )
-    parser.add_argument("--profile", choices=PROFILES, default="quick")
+    add_experiment_arguments(parser)
     parser.add_argument(
         "--variants",
         nargs="+",
@@ -232,7 +228,4 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         choices=list(VARIANTS),
         help="default: the profile's eval.variants",
     )
-    parser.add_argument("--out", default=None, help="results folder (default results/<profile>)")
-    parser.add_argument("--data", default="data", help="data root (default data)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     parser.set_defaults(func=run_evaluate)

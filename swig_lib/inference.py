@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .cli import parse_device
 from .io import DataValidationError, load_guides, load_qmri_maps, save_nifti
 from .models import MAP_NAMES, SwigResNet, zscore_guide
 from .training import (
     brain_extent,
     load_checkpoint,
     model_from_checkpoint,
-    parse_device,
     window_indices,
 )
 

@@ -70,15 +70,23 @@ def colab_badge(notebook: str) -> str:
 def colab_install_source() -> str:
     """Return the source of the Colab install cell, the first code cell of every notebook.
 
-    The cell cannot import :mod:`swig_lib` (in Colab it installs it), so it is literal code; it
-    does nothing outside Colab.
+    In Colab the cell clones the repository (its ``benchmarks/`` and ``profiles`` travel with it),
+    installs :mod:`swig_lib` with its dependencies, and makes the clone the working directory, as
+    papermill does with the checkout here, so the notebook's relative paths hold. The cell cannot
+    import :mod:`swig_lib` (it installs it), so it is literal code; it does nothing outside Colab.
     """
+    clone = "/content/" + REPO_URL.rstrip("/").rsplit("/", 1)[-1]
     return (
-        "# In Google Colab only: install swig_lib from GitHub (a no-op anywhere else).\n"
+        "# In Google Colab only: clone the repository, install swig_lib, work from the clone's root\n"
+        "# (a no-op anywhere else).\n"
+        "import os\n"
         "import sys\n"
         "\n"
         'if "google.colab" in sys.modules:\n'
-        f'    %pip install --quiet "swig-lib @ git+{REPO_URL}@{REPO_BRANCH}"'
+        f'    if not os.path.isdir("{clone}"):\n'
+        f"        !git clone --quiet --depth 1 --branch {REPO_BRANCH} {REPO_URL} {clone}\n"
+        f"    %pip install --quiet {clone}\n"
+        f'    os.chdir("{clone}")'
     )
 
 

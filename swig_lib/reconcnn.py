@@ -15,7 +15,7 @@ reconstruction, a CNN trained with supervision on HR references. Our analogue is
       L = mean_{brain voxels, maps m} ((Q̂_m − Q_h,m) / s_m)²
 
 Training reuses :mod:`swig_lib.training`: its epoch loop and learning-rate schedule
-(``_run_epoch``, :func:`~swig_lib.training.lr_factor`), seeding, crop windows and checkpoint
+(:func:`~swig_lib.training.run_epoch`, :func:`~swig_lib.training.lr_factor`), seeding, crop windows and checkpoint
 format, so :func:`swig_lib.inference.load_model` and
 :func:`~swig_lib.inference.predict_volume` read and apply the model like any SWIG model. The
 checkpoint records what it was trained with (:func:`recon_key`) and :func:`train_recon_cnn` reuses
@@ -37,14 +37,15 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .crosssequence import AcquisitionSettings, simulate_protocols
-from .data import _torch_threads
+from .config import check_known_fields
+from .data import torch_threads
 from .losses import LossTerms
 from .models import SwigResNet, masked_channel_means, receptive_radius
 from .training import (
     CHECKPOINT_FORMAT,
     CheckpointError,
-    _run_epoch,
-    _slices_first,
+    run_epoch,
+    slices_first,
     load_checkpoint,
     save_checkpoint,
     seed_everything,
@@ -90,16 +91,13 @@ class ReconSettings:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ReconSettings:
         """Settings from a mapping (a profile table); unknown keys raise KeyError."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise KeyError(f"unknown recon setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        check_known_fields(cls, values, "recon")
         return cls(**values)
 
 
 @dataclass
 class SupervisedSlices:
-    """Cropped axial slices for supervised training (the interface of ``training._run_epoch``).
+    """Cropped axial slices for supervised training (the interface of ``training.run_epoch``).
 
     Attributes
     ----------
@@ -221,7 +219,7 @@ def training_slices(
     for acq5, q_h, mask in pairs:
         rows, cols = window_indices(mask, size)
         every = np.arange(mask.shape[2])
-        parts.append([_slices_first(a, rows, cols, every) for a in (acq5, q_h, mask)])
+        parts.append([slices_first(a, rows, cols, every) for a in (acq5, q_h, mask)])
     return SupervisedSlices(*(torch.cat(column) for column in zip(*parts)))
 
 
@@ -239,7 +237,7 @@ def train_recon_cnn(
 
     The checkpoint at ``path`` is reused when its :func:`recon_key` equals the one of these
     arguments (and it loads); otherwise the model is trained (torch single-threaded, see
-    :func:`swig_lib.data._torch_threads`) and written atomically, with its per-epoch log.
+    :func:`swig_lib.data.torch_threads`) and written atomically, with its per-epoch log.
 
     Parameters
     ----------
@@ -275,7 +273,7 @@ def train_recon_cnn(
         except CheckpointError:
             pass  # damaged or foreign: train again and overwrite it
     device = torch.device(device)
-    with _torch_threads(1):
+    with torch_threads(1):
         data = training_slices(
             dataset, settings, acquisition, receptive_radius(**model_cfg), seed, progress
         )
@@ -287,7 +285,7 @@ def train_recon_cnn(
         steps = -(-len(data) // settings.batch_size)
         log = []
         for epoch in tqdm(range(settings.epochs), desc="train Acq5^R CNN", disable=not progress):
-            terms = _run_epoch(
+            terms = run_epoch(
                 model,
                 data,  # type: ignore[arg-type]  # duck-typed: len() and batch(index, device)
                 torch.randperm(len(data), generator=shuffle),

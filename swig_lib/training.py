@@ -45,7 +45,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import default_device
-from .config import PROFILES, load_profile
+from .cli import add_experiment_arguments, experiment_setup, parse_device
 from .losses import LossTerms, lowpass_matrix, swig_loss
 from .models import SwigResNet, masked_channel_means, receptive_radius, zscore_guide
 
@@ -246,7 +246,7 @@ class SliceSet:
         )
 
 
-def _slices_first(
+def slices_first(
     volume: np.ndarray, rows: np.ndarray, cols: np.ndarray, slices: np.ndarray
 ) -> Tensor:
     """(..., X, Y, Z) → (Z', ..., h, w): the window and the chosen axial slices, slices first."""
@@ -275,13 +275,13 @@ def prepare_subject(acq: Any, size: tuple[int, int], slices: np.ndarray, dilatio
     guides = np.stack(
         [zscore_guide(torch.as_tensor(acq.guides[g]).float(), mask_t).numpy() for g in GUIDE_ORDER]
     )
-    mask = _slices_first(mask_np, rows, cols, slices)
+    mask = slices_first(mask_np, rows, cols, slices)
     return SliceSet(
-        q_l=_slices_first(np.asarray(acq.q_l, dtype=np.float32), rows, cols, slices),
-        guides=_slices_first(guides.astype(np.float32), rows, cols, slices),
+        q_l=slices_first(np.asarray(acq.q_l, dtype=np.float32), rows, cols, slices),
+        guides=slices_first(guides.astype(np.float32), rows, cols, slices),
         mask=mask,
         region=dilate(mask, dilation),
-        c_l=_slices_first(np.asarray(acq.lr_contrasts(), dtype=np.float32), rows, cols, slices),
+        c_l=slices_first(np.asarray(acq.lr_contrasts(), dtype=np.float32), rows, cols, slices),
     )
 
 
@@ -595,7 +595,7 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     return warm * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
 
 
-def _run_epoch(
+def run_epoch(
     model: SwigResNet,
     data: SliceSet,
     order: Tensor,
@@ -737,7 +737,7 @@ def train_variant(
     for epoch in bar:
         order = torch.randperm(len(data.train), generator=shuffle)
         steps_per_epoch = -(-len(data.train) // cfg["batch_size"])
-        train_terms = _run_epoch(
+        train_terms = run_epoch(
             model,
             data.train,
             order,
@@ -752,7 +752,7 @@ def train_variant(
             total_steps=epochs * steps_per_epoch,
             warmup_steps=cfg["warmup_steps"],
         )
-        val_terms = _run_epoch(
+        val_terms = run_epoch(
             model,
             data.val,
             torch.arange(len(data.val)),
@@ -800,19 +800,10 @@ def train_variant(
 # ----------------------------------------------------------------------------------------------
 
 
-def parse_device(name: str) -> torch.device:
-    """``auto`` → :func:`swig_lib.default_device`, else the named torch device."""
-    return default_device() if name == "auto" else torch.device(name)
-
-
 def run_train(args: argparse.Namespace) -> int:
     """``swig train``: train the requested variants one after the other."""
-    profile = load_profile(args.profile)
-    out = Path(args.out or Path("results") / args.profile)
+    profile, out, dataset = experiment_setup(args)
     names = list(VARIANTS) if args.variant == ["all"] else args.variant
-    from .data import load_dataset
-
-    dataset = load_dataset(profile, root=args.data)
     data = prepare_data(dataset, profile, receptive_radius(**profile["model"]))
     if args.suggest_alpha:
         alpha, l_data, l_guide = balanced_alpha(data)
@@ -835,7 +826,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train", help="train SWIG models (Table I variants) self-supervised"
     )
-    parser.add_argument("--profile", choices=PROFILES, default="quick")
+    add_experiment_arguments(parser)
     parser.add_argument(
         "--variant",
         nargs="+",
@@ -846,9 +837,6 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue from checkpoints/<variant>.last.pt"
     )
-    parser.add_argument("--out", default=None, help="results folder (default results/<profile>)")
-    parser.add_argument("--data", default="data", help="data root (default data)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument(
         "--suggest-alpha",
         action="store_true",

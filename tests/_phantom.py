@@ -101,3 +101,22 @@ class FakeDataset:
 
     def reference(self, sid: str) -> np.ndarray:
         return self._subjects[sid].q_h
+
+
+def tiny_profile(seed: int = 0, epochs: int = 1) -> dict:
+    """A training profile for the phantom: width-4 network, one or two epochs, every slice."""
+    return {
+        "name": "test",
+        "seed": seed,
+        "train": {
+            "epochs": epochs,
+            "batch_size": 2,
+            "lr": 1e-3,
+            "warmup_steps": 2,
+            "alpha": 4000.0,
+            "slice_stride": 1,
+            "min_brain_fraction": 0.0,
+            "dc_dilation": 2,
+        },
+        "model": {"width": 4, "n_blocks": 5, "first_kernel": 3, "last_kernel": 9},
+    }

@@ -15,22 +15,10 @@ from swig_lib.io import DataValidationError, save_nifti
 from swig_lib.models import SwigResNet, zscore_guide
 from swig_lib.training import CheckpointError, train_variant
 
-from _phantom import FakeDataset, make_subject
+from _phantom import FakeDataset, make_subject, tiny_profile
 
 PROFILE = {
-    "name": "test",
-    "seed": 0,
-    "train": {
-        "epochs": 1,
-        "batch_size": 2,
-        "lr": 1e-3,
-        "warmup_steps": 2,
-        "alpha": 4000.0,
-        "slice_stride": 1,
-        "min_brain_fraction": 0.0,
-        "dc_dilation": 2,
-    },
-    "model": {"width": 4, "n_blocks": 5, "first_kernel": 3, "last_kernel": 9},
+    **tiny_profile(),
     "eval": {
         "variants": ["M12++", "M1++"],
         "interior_voxels": 2,
@@ -39,15 +27,6 @@ PROFILE = {
         "batch_size": 2,
     },
 }
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """One intra-op thread: on shared CPUs OpenMP barriers make 2 threads many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _trained_like_model(guides=("T1w", "T2w"), use_ql=True) -> SwigResNet:

@@ -251,6 +251,8 @@ def test_run_cross_sequence_end_to_end_and_reuse(tmp_path: Path, monkeypatch: py
     selection = tmp_path / "tiny" / xs.SELECTION_FILE
     assert xs.selected_variant(tmp_path / "tiny")[0] == "M12++"
     selection.parent.mkdir(parents=True, exist_ok=True)
-    selection.write_text("M2++\n")
+    selection.write_text("not json")
+    assert xs.selected_variant(tmp_path / "tiny")[0] == "M12++"
+    selection.write_text('{"selected": "M2++"}')
     assert xs.selected_variant(tmp_path / "tiny") == ("M2++", f"selected by the ablation ranking ({selection})")
     assert xs.selected_variant(tmp_path / "tiny", "M1++")[0] == "M1++"

@@ -27,9 +27,10 @@ def _tiny(**overrides: object) -> dict:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, data.Dataset]:
-    """The tiny dataset, built once for the module."""
+    """The tiny dataset, built once for the module by two worker processes."""
     root = tmp_path_factory.mktemp("data")
-    return root, data.load_dataset(_tiny(), root, progress=False)
+    data.build_dataset(_tiny(), root, progress=False, workers=2)
+    return root, data.load_dataset(_tiny(), root, build=False, progress=False)
 
 
 def test_split_sizes_follow_profile(tiny: tuple[Path, data.Dataset]) -> None:
@@ -115,9 +116,10 @@ def test_stored_lr_maps_are_the_fit_of_the_recomputed_contrasts(tiny: tuple[Path
     assert 0 < np.abs(other - contrasts).max() < 1.0
 
 
-def test_build_is_deterministic(tiny: tuple[Path, data.Dataset], tmp_path: Path) -> None:
-    root, ds = tiny
-    folder, reused = data.build_dataset(_tiny(), tmp_path, progress=False)
+def test_build_is_deterministic_and_independent_of_workers(tiny: tuple[Path, data.Dataset],
+                                                            tmp_path: Path) -> None:
+    root, ds = tiny  # built by 2 processes; here by one
+    folder, reused = data.build_dataset(_tiny(), tmp_path, progress=False, workers=1)
     assert not reused
     sums = [{sid: {k: f["sha256"] for k, f in entry["files"].items()}
              for sid, entry in manifest["subjects"].items()}

@@ -22,15 +22,6 @@ from _phantom import FakeDataset
 SCALE = [75.0, 1100.0, 130.0]
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """One intra-op thread: on shared CPUs OpenMP barriers make 2 threads many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _inputs(batch: int = 2, shape=(20, 18), seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     q_l = torch.tensor(SCALE).view(1, 3, 1, 1) * (

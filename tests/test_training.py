@@ -28,32 +28,9 @@ from swig_lib.training import (
     window_size,
 )
 
-from _phantom import FakeDataset
+from _phantom import FakeDataset, tiny_profile
 
-PROFILE = {
-    "name": "test",
-    "seed": 3,
-    "train": {
-        "epochs": 2,
-        "batch_size": 2,
-        "lr": 1e-3,
-        "warmup_steps": 2,
-        "alpha": 4000.0,
-        "slice_stride": 1,
-        "min_brain_fraction": 0.0,
-        "dc_dilation": 2,
-    },
-    "model": {"width": 4, "n_blocks": 5, "first_kernel": 3, "last_kernel": 9},
-}
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """One intra-op thread: on shared CPUs OpenMP barriers make 2 threads many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+PROFILE = tiny_profile(seed=3, epochs=2)
 
 
 @pytest.fixture(scope="module")

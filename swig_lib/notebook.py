@@ -43,6 +43,9 @@ REPO_URL = "https://github.com/swig-qmri/swig-companion"
 #: The branch that Colab links and the Colab install cell use.
 REPO_BRANCH = "main"
 
+#: Top-level folder of run outputs, ignored when :func:`git_state` judges the checkout dirty.
+RESULTS_FOLDER = "results"
+
 #: Names the parameters cell assigns, in order, with their defaults.
 PARAMETERS: dict[str, Any] = {
     "profile": "quick",
@@ -111,7 +114,8 @@ def git_state(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     -------
     dict
         ``{"commit": str | None, "dirty": bool | None}``; both None outside a git checkout or
-        without git. ``dirty`` counts changes to tracked files only.
+        without git. ``dirty`` counts changes to tracked files outside :data:`RESULTS_FOLDER`
+        (a run rewrites the committed result tables there; that is output, not a code change).
     """
     cwd = Path(path) if path is not None else Path.cwd()
 
@@ -127,7 +131,9 @@ def git_state(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     commit = git("rev-parse", "HEAD")
     if commit is None:
         return {"commit": None, "dirty": None}
-    status = git("status", "--porcelain", "--untracked-files=no")
+    # results/ holds the run's own outputs (some committed): rewriting them is not a code change
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                 f":(top,exclude){RESULTS_FOLDER}")
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 

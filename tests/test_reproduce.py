@@ -325,3 +325,21 @@ def test_book_code_references_exist() -> None:
         except (ImportError, AttributeError):
             missing.append(target)
     assert not missing, f"the book names objects that swig_lib lacks: {missing}"
+
+
+def test_git_state_ignores_rewritten_results(tmp_path: Path) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "table.csv").write_text("a\n1\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    assert notebook.git_state(tmp_path)["dirty"] is False
+    (tmp_path / "results" / "table.csv").write_text("a\n2\n")  # a run rewrote its output
+    assert notebook.git_state(tmp_path / "results")["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    state = notebook.git_state(tmp_path / "results")
+    assert state["dirty"] is True and len(state["commit"]) == 40

@@ -10,7 +10,6 @@ tensors of the size a profile trains on, on the CPU and, when present, on CUDA. 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pandas as pd
 import torch
 
 from swig_lib.config import PROFILES, load_profile
+from swig_lib.evaluation import write_csv
 from swig_lib.inference import predict_volume
 from swig_lib.losses import lowpass_matrix, swig_loss
 from swig_lib.models import SwigResNet
@@ -137,10 +137,7 @@ def main() -> None:
     table = pd.DataFrame(rows)
     print(table.to_string(index=False))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(args.out.name + ".tmp")
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, args.out)
+        write_csv(table, args.out)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ from .acquisition import (
 )
 from .crosssequence import AcquisitionSettings, simulate_protocols
 from .data import TISSUE_LABELS, torch_threads, load_dataset
+from .evaluation import write_csv
 from .inference import load_model, predict_volume
 from .io import (
     DataValidationError,
@@ -648,12 +649,6 @@ def _output_paths(out: Path) -> dict[str, Path]:
             "run": folder / "run.json", "example": out / "cache" / "crosssequence" / "example.npz"}
 
 
-def _write_csv(frame: pd.DataFrame, path: Path, index: bool = False) -> None:
-    """Write a CSV atomically."""
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=index)
-
-
 def _simulate_subject(dataset: Any, sid: str, index: int, settings: CrossSequenceSettings,
                       seed: int, sr_model: SwigResNet, recon_model: SwigResNet) -> dict[str, Any]:
     """Acquisitions, SR and scores of one test subject (``index`` in the test list).
@@ -793,8 +788,8 @@ def run_cross_sequence(
             "n_slices": int(tables["synthesis"][["subject", "slice"]].drop_duplicates().shape[0]),
             "seconds": round(time.perf_counter() - start, 1), "reused": False}
     for name, frame in tables.items():
-        _write_csv(frame, paths[name])
-    _write_csv(table2(tables["synthesis"]), paths["table2"], index=True)
+        write_csv(frame, paths[name])
+    write_csv(table2(tables["synthesis"]), paths["table2"], index=True)
     example.save(paths["example"])
     atomic_write_bytes(paths["run"], (json.dumps(info, indent=1) + "\n").encode())
     return CrossSequenceResults(**tables, example=example, info=info)

@@ -18,7 +18,6 @@ Table III) and ``ranking_<region>.csv`` (the same for every evaluated variant).
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 
 from .cli import add_experiment_arguments, experiment_setup, parse_device
 from .inference import load_model, predict_volume
+from .io import atomic_path
 from .metrics import BASELINE, map_metrics, mean_ci, rank_models
 from .models import MAP_NAMES
 from .training import VARIANTS, checkpoint_paths, select_slices
@@ -38,12 +38,10 @@ from .training import VARIANTS, checkpoint_paths, select_slices
 TABLE3_MODELS: tuple[str, ...] = ("M1++", "M2++", "M12++", "M12-+")
 
 
-def _write_csv(frame: pd.DataFrame, path: Path, index: bool = False) -> None:
-    """Write a CSV atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=index)
-    os.replace(tmp, path)
+def write_csv(frame: pd.DataFrame, path: Path, index: bool = False) -> None:
+    """Write a CSV atomically (:func:`swig_lib.io.atomic_path`)."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=index)
 
 
 def score_subject(
@@ -184,18 +182,18 @@ def evaluate(
         )
     table = pd.DataFrame(rows)
     folder = out / "metrics"
-    _write_csv(table, folder / "per_subject.csv")
-    _write_csv(summarise(table), folder / "summary.csv")
+    write_csv(table, folder / "per_subject.csv")
+    write_csv(summarise(table), folder / "summary.csv")
     for region, part in table.groupby("region", sort=False):
         columns = ["model", "subject", "map", "ssim", "hfen"]
-        _write_csv(
+        write_csv(
             rank_models(part[columns], BASELINE).to_table(),
             folder / f"ranking_{region}.csv",
             index=True,
         )
         ranked = part[part["model"].isin([BASELINE, *TABLE3_MODELS])]
         if ranked["model"].nunique() > 2:
-            _write_csv(
+            write_csv(
                 rank_models(ranked[columns], BASELINE).to_table(),
                 folder / f"table3_{region}.csv",
                 index=True,

@@ -12,13 +12,14 @@ the last axis is the slice axis. Units: PD in a.u., T1 and T2 in ms.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import nibabel as nib
 import numpy as np
@@ -89,6 +90,11 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temporary file in the same folder, then rename)."""
     with atomic_path(path) as tmp:
         _write_with(tmp, lambda fh: fh.write(data))
+
+
+def atomic_write_json(path: PathLike, data: Any) -> None:
+    """Write ``data`` as indented JSON (UTF-8, final newline) to ``path`` atomically."""
+    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
 
 
 def _write_with(path: Path, write: Callable[[BinaryIO], object]) -> None:

@@ -37,6 +37,7 @@ import torch
 from nbformat import NotebookNode
 
 from . import __version__, default_device
+from .io import atomic_write_bytes
 
 #: The GitHub repository of this companion: the single setting for Colab links and installs.
 REPO_URL = "https://github.com/swig-qmri/swig-companion"
@@ -316,10 +317,7 @@ def new_notebook(name: str, title: str, intro: str, cells: list[NotebookNode]) -
 def write_notebook(notebook: NotebookNode, path: str | os.PathLike[str]) -> None:
     """Validate ``notebook`` and write it to ``path`` atomically (temporary file + rename)."""
     nbformat.validate(notebook)
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(nbformat.writes(notebook) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
+    atomic_write_bytes(path, (nbformat.writes(notebook) + "\n").encode("utf-8"))
 
 
 def _tags(cell: NotebookNode) -> list[str]:

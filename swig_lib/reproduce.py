@@ -39,6 +39,7 @@ from traitlets.config import Config
 
 from . import __version__
 from .config import PROFILES, load_profile
+from .io import atomic_write_json
 from .notebook import PARAMETERS, describe_device, git_state, resolve_device
 
 #: The Jupyter kernel that runs the notebooks (ipykernel's, of the running interpreter).
@@ -367,14 +368,6 @@ def run_book_build(root: Path, profile: str, results_dir: str) -> float:
     return time.perf_counter() - start
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON to ``path`` atomically (temporary file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _step_record(
     status: str, stamp: str, executed: Path, root: Path, run: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -508,7 +501,7 @@ def reproduce(
         for number, path in enumerate(notebooks, start=1):
             # The record so far, before every step: a notebook can read the durations of the
             # notebooks before it in this run (status "running" until the run ends).
-            write_json_atomic(provenance_path, {**provenance, "status": "running"})
+            atomic_write_json(provenance_path, {**provenance, "status": "running"})
             name, stamp = path.stem, stamps[path.stem]
             executed = executed_dir / f"{name}.ipynb"
             run = recorded_run(executed)
@@ -548,7 +541,7 @@ def reproduce(
         provenance["notebooks"].setdefault(path.stem, {"status": "not run", "stamp": stamps[path.stem]})
     provenance["finished"] = _utc_now()
     provenance["status"] = "ok" if status == 0 else "failed"
-    write_json_atomic(provenance_path, provenance)
+    atomic_write_json(provenance_path, provenance)
     return status
 
 

@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 
 from . import default_device
 from .cli import add_experiment_arguments, experiment_setup, parse_device
+from .io import atomic_path
 from .losses import LossTerms, lowpass_matrix, swig_loss
 from .models import SwigResNet, masked_channel_means, receptive_radius, zscore_guide
 
@@ -414,11 +415,9 @@ def seed_everything(seed: int) -> None:
 
 
 def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
-    """Write ``payload`` with :func:`torch.save` atomically (temporary file, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(dict(payload), tmp)
-    os.replace(tmp, path)
+    """Write ``payload`` with :func:`torch.save` atomically (:func:`swig_lib.io.atomic_path`)."""
+    with atomic_path(path) as tmp:
+        torch.save(dict(payload), tmp)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -488,13 +487,10 @@ def _comparable(profile: Mapping[str, Any]) -> dict[str, Any]:
 
 def write_log(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     """Write the CSV log atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=LOG_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from swig_lib.crosssequence import (
+from swig_lib.experiments.crossseq.sequence import (
     PROTOCOLS,
     AcquisitionSettings,
     radial_sampling,

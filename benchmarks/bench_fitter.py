@@ -1,4 +1,4 @@
-"""Throughput, accuracy and peak memory of :func:`swig_lib.fitter.fit_qmri` (eq. 1).
+"""Throughput, accuracy and peak memory of :func:`swig_lib.core.fitter.fit_qmri` (eq. 1).
 
 Random tissue-range voxels (PD 40-120 a.u., T1 300-4500 ms, T2 30-2000 ms) are synthesised with
 the paper's protocol (eq. 13-14), Gaussian noise of each ``--sigma`` is added, and the fit is
@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from scipy.optimize import least_squares
 
-from swig_lib.fitter import T1_BOUNDS_MS, T2_BOUNDS_MS, fit_qmri
-from swig_lib.physics import qmri_contrasts
-from swig_lib.protocols import QMRIProtocol
+from swig_lib.core.fitter import T1_BOUNDS_MS, T2_BOUNDS_MS, fit_qmri
+from swig_lib.core.physics import qmri_contrasts
+from swig_lib.core.protocols import QMRIProtocol
 
 PROTOCOL = QMRIProtocol()
 MAPS = ("PD", "T1", "T2")

@@ -3,8 +3,8 @@
 Prints, per map (PD, T1, T2), the mean ± sd over the chosen split's subjects of SSIM and HFEN of
 Q_l against Q_h (per axial slice inside the brain mask, and again inside the mask eroded by the
 profile's ``eval.interior_voxels``, the region the evaluation uses:
-:func:`swig_lib.metrics.baseline_metrics`), the paper's Q_l baseline where it states one
-(:data:`swig_lib.metrics.PAPER_BASELINE`: T2 SSIM 0.98 ± 0.005), the build time and the size on
+:func:`swig_lib.core.metrics.baseline_metrics`), the paper's Q_l baseline where it states one
+(:data:`swig_lib.core.metrics.PAPER_BASELINE`: T2 SSIM 0.98 ± 0.005), the build time and the size on
 disk.
 
     python benchmarks/data_baseline.py --profile quick [--root data] [--force] [--split test]
@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from swig_lib.config import load_profile
-from swig_lib.data import build_dataset, folder_size, load_dataset
-from swig_lib.metrics import PAPER_BASELINE, baseline_metrics, mean_sd
+from swig_lib.experiments.config import load_profile
+from swig_lib.experiments.subjects.dataset import build_dataset, folder_size, load_dataset
+from swig_lib.core.metrics import PAPER_BASELINE, baseline_metrics, mean_sd
 
 MAPS = ("PD", "T1", "T2")
 
@@ -40,7 +40,7 @@ def run(profile: str | dict[str, Any], root: str = "data", split: str = "test",
     Parameters
     ----------
     profile : str or dict
-        Profile name or a loaded profile (:func:`swig_lib.config.load_profile`).
+        Profile name or a loaded profile (:func:`swig_lib.experiments.config.load_profile`).
     root : str
         Data root.
     split : str
@@ -53,8 +53,8 @@ def run(profile: str | dict[str, Any], root: str = "data", split: str = "test",
     Returns
     -------
     dict
-        ``dataset`` (the :class:`~swig_lib.data.Dataset`), ``per_subject`` (long table of
-        :func:`~swig_lib.metrics.baseline_metrics`), ``summary`` (:func:`~swig_lib.metrics.mean_sd`
+        ``dataset`` (the :class:`~swig_lib.experiments.subjects.dataset.Dataset`), ``per_subject`` (long table of
+        :func:`~swig_lib.core.metrics.baseline_metrics`), ``summary`` (:func:`~swig_lib.core.metrics.mean_sd`
         by region and map), ``reused`` (bool), ``build_seconds`` (this build's, or the manifest's
         recorded one when reused), ``size_bytes`` and ``interior_voxels``.
     """

@@ -14,11 +14,14 @@ from typing import Any
 
 import torch
 
-from . import default_device
-from .config import PROFILES, load_profile
+from swig_lib import default_device
+from swig_lib.experiments.config import PROFILES, load_profile
 
 #: Modules that register a sub-command, in the order ``swig --help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("data", "reproduce", "training", "evaluation", "inference")
+COMMAND_MODULES: tuple[str, ...] = (
+    "experiments.subjects.dataset", "book.reproduce", "experiments.training", "experiments.evaluation",
+    "experiments.inference",
+)
 
 
 def parse_device(name: str) -> torch.device:
@@ -36,7 +39,7 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
 
 def experiment_setup(args: argparse.Namespace) -> tuple[dict[str, Any], Path, Any]:
     """Profile, results folder and loaded dataset of an experiment command's parsed arguments."""
-    from .data import load_dataset
+    from swig_lib.experiments.subjects.dataset import load_dataset
 
     profile = load_profile(args.profile)
     out = Path(args.out or Path("results") / args.profile)

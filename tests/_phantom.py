@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from swig_lib.kspace import truncate_kspace
-from swig_lib.physics import qmri_contrasts, weighted_image
-from swig_lib.protocols import GUIDE_PROTOCOLS
+from swig_lib.core.kspace import truncate_kspace
+from swig_lib.core.physics import qmri_contrasts, weighted_image
+from swig_lib.core.protocols import GUIDE_PROTOCOLS
 
 #: PD [a.u.], T1 [ms], T2 [ms] of grey matter, white matter, CSF.
 TISSUES = {"GM": (80.0, 1100.0, 95.0), "WM": (70.0, 650.0, 75.0), "CSF": (100.0, 4000.0, 1800.0)}
@@ -73,7 +73,7 @@ def make_subject(seed: int, shape: tuple[int, int, int] = (40, 36, 4)) -> Simple
 
 
 class FakeDataset:
-    """The part of :func:`swig_lib.data.load_dataset`'s interface that training uses."""
+    """The part of :func:`swig_lib.experiments.subjects.dataset.load_dataset`'s interface that training uses."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""Tests of the simulated acquired weighted images (swig_lib.acquisition)."""
+"""Tests of the simulated acquired weighted images (swig_lib.experiments.crossseq.acquisition)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from swig_lib import physics
-from swig_lib.acquisition import (
+from swig_lib.core import physics
+from swig_lib.experiments.crossseq.acquisition import (
     IMAGE_NAMES,
     ImageSettings,
     acquire_images,
@@ -15,8 +15,8 @@ from swig_lib.acquisition import (
     image_protocols,
     synthesize,
 )
-from swig_lib.anatomy import TISSUE_VALUES
-from swig_lib.data import synthesize_guides
+from swig_lib.experiments.subjects.anatomy import TISSUE_VALUES
+from swig_lib.experiments.subjects.dataset import synthesize_guides
 
 
 def head(shape: tuple[int, int, int] = (40, 44, 3)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from swig_lib.cli import main
-from swig_lib.evaluation import evaluate
-from swig_lib.inference import OUTPUT_FILES, apply_files, load_model, predict_volume
-from swig_lib.io import DataValidationError, save_nifti
-from swig_lib.models import SwigResNet, zscore_guide
-from swig_lib.training import CheckpointError, train_variant
+from swig_lib.experiments.evaluation import evaluate
+from swig_lib.experiments.inference import OUTPUT_FILES, apply_files, load_model, predict_volume
+from swig_lib.core.io import DataValidationError, save_nifti
+from swig_lib.core.models import SwigResNet, zscore_guide
+from swig_lib.experiments.training import CheckpointError, train_variant
 
 from _phantom import FakeDataset, make_subject, tiny_profile
 

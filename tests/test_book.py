@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from swig_lib.reproduce import reproduce
+from swig_lib.book.reproduce import reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

@@ -1,4 +1,4 @@
-"""Tests of the cross-sequence evaluation (swig_lib.crossseq_eval) and its figures."""
+"""Tests of the cross-sequence evaluation (swig_lib.experiments.crossseq.evaluate) and its figures."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 
 from _phantom import FakeDataset
-from swig_lib import crossseq_eval as xs
-from swig_lib import crossseq_figures
-from swig_lib.acquisition import image_protocols, synthesize
-from swig_lib.io import DataValidationError, save_nifti
-from swig_lib.models import SwigResNet
-from swig_lib.training import CHECKPOINT_FORMAT, save_checkpoint
+from swig_lib.experiments.crossseq import evaluate as xs
+from swig_lib.experiments.crossseq import figures as crossseq_figures
+from swig_lib.experiments.crossseq.acquisition import image_protocols, synthesize
+from swig_lib.core.io import DataValidationError, save_nifti
+from swig_lib.core.models import SwigResNet
+from swig_lib.experiments.training import CHECKPOINT_FORMAT, save_checkpoint
 
 matplotlib.use("Agg")
 

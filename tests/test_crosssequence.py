@@ -1,4 +1,4 @@
-"""End-to-end tests of the simulated cross-sequence acquisition (swig_lib.crosssequence)."""
+"""End-to-end tests of the simulated cross-sequence acquisition (swig_lib.experiments.crossseq.sequence)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import pytest
 import torch
 from scipy.ndimage import binary_erosion
 
-from swig_lib.crosssequence import (
+from swig_lib.experiments.crossseq.sequence import (
     PROTOCOLS,
     AcquisitionSettings,
     QuantitativeMaps,
     simulate_acquisition,
     simulate_protocols,
 )
-from swig_lib.epg import Segment
+from swig_lib.core.epg import Segment
 
 #: label: (PD a.u., T1 ms, T2 ms)
 TISSUES = {1: (70.0, 600.0, 80.0), 2: (80.0, 1000.0, 100.0), 3: (100.0, 4000.0, 2000.0)}

@@ -1,4 +1,4 @@
-"""Tests of the digital subjects (swig_lib.anatomy, swig_lib.data) on the smoke profile."""
+"""Tests of the digital subjects (swig_lib.experiments.subjects.anatomy, swig_lib.experiments.subjects.dataset) on the smoke profile."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from swig_lib import anatomy, data
-from swig_lib.anatomy import MAP_MAX, TISSUE_VALUES, AnatomySettings
+from swig_lib.experiments.subjects import anatomy
+from swig_lib.experiments.subjects import dataset as data
+from swig_lib.experiments.subjects.anatomy import MAP_MAX, TISSUE_VALUES, AnatomySettings
 from swig_lib.cli import main as cli_main
-from swig_lib.config import load_profile
-from swig_lib.io import DataValidationError
+from swig_lib.experiments.config import load_profile
+from swig_lib.core.io import DataValidationError
 
 
 def _tiny(**overrides: object) -> dict:
@@ -164,7 +165,7 @@ def test_reuse_and_rebuild(tiny: tuple[Path, data.Dataset], tmp_path: Path,
 def test_cli_reports_reuse(tiny: tuple[Path, data.Dataset], monkeypatch: pytest.MonkeyPatch,
                            capsys: pytest.CaptureFixture[str]) -> None:
     root, _ = tiny
-    monkeypatch.setattr("swig_lib.config.load_profile", lambda name: _tiny())
+    monkeypatch.setattr("swig_lib.experiments.config.load_profile", lambda name: _tiny())
     assert cli_main(["data", "--profile", "smoke", "--root", str(root), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "reusing" in out and "train 1, val 0, test 1" in out

@@ -1,11 +1,11 @@
-"""Tests of dictionary generation, SVD compression and matching (swig_lib.dictionary)."""
+"""Tests of dictionary generation, SVD compression and matching (swig_lib.core.dictionary)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from swig_lib.dictionary import (
+from swig_lib.core.dictionary import (
     build_dictionary,
     grid_pairs,
     log_grid,
@@ -13,7 +13,7 @@ from swig_lib.dictionary import (
     remove_global_phase,
     svd_basis,
 )
-from swig_lib.epg import Segment, TransientSequence, simulate_signals
+from swig_lib.core.epg import Segment, TransientSequence, simulate_signals
 
 SEQUENCE = TransientSequence(
     segments=(

@@ -1,11 +1,11 @@
-"""Tests of the transient-state sequence simulator (swig_lib.epg) against closed forms."""
+"""Tests of the transient-state sequence simulator (swig_lib.core.epg) against closed forms."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from swig_lib.epg import (
+from swig_lib.core.epg import (
     Segment,
     TransientSequence,
     bloch_cycle,

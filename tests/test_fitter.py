@@ -9,10 +9,10 @@ import pytest
 import torch
 from scipy.optimize import least_squares
 
-from swig_lib import fitter
-from swig_lib.fitter import T1_BOUNDS_MS, T2_BOUNDS_MS, fit_qmri
-from swig_lib.physics import qmri_contrasts
-from swig_lib.protocols import QMRIProtocol
+from swig_lib.core import fitter
+from swig_lib.core.fitter import T1_BOUNDS_MS, T2_BOUNDS_MS, fit_qmri
+from swig_lib.core.physics import qmri_contrasts
+from swig_lib.core.protocols import QMRIProtocol
 
 PROTOCOL = QMRIProtocol()
 

@@ -1,4 +1,4 @@
-"""Tests of swig_lib.io: atomic NIfTI writing and the validated loaders of users' maps and guides."""
+"""Tests of swig_lib.core.io: atomic NIfTI writing and the validated loaders of users' maps and guides."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from swig_lib import io
+from swig_lib.core import io
 
 SHAPE = (12, 10, 8)
 

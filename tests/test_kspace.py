@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from swig_lib.kspace import centre_mask, fft2c, ifft2c, truncate_kspace
+from swig_lib.core.kspace import centre_mask, fft2c, ifft2c, truncate_kspace
 
 
 def image(shape=(2, 3, 32, 40), seed=0, dtype=torch.float64):

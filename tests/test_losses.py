@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from swig_lib.kspace import centre_mask, truncate_kspace
-from swig_lib.losses import (
+from swig_lib.core.kspace import centre_mask, truncate_kspace
+from swig_lib.core.losses import (
     apply_lowpass,
     correlation_ratio_loss,
     data_consistency_loss,
@@ -14,8 +14,8 @@ from swig_lib.losses import (
     lowpass_matrix,
     swig_loss,
 )
-from swig_lib.physics import qmri_contrasts, weighted_image
-from swig_lib.protocols import GUIDE_PROTOCOLS
+from swig_lib.core.physics import qmri_contrasts, weighted_image
+from swig_lib.core.protocols import GUIDE_PROTOCOLS
 
 
 def _maps_batch(

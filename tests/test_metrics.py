@@ -1,4 +1,4 @@
-"""Tests of swig_lib.metrics: SSIM, HFEN, masks, slice aggregation, statistics, Table III."""
+"""Tests of swig_lib.core.metrics: SSIM, HFEN, masks, slice aggregation, statistics, Table III."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import stats
 
-from swig_lib import metrics as m
+from swig_lib.core import metrics as m
 
 
 def _phantom(n: int = 48, seed: int = 0) -> np.ndarray:

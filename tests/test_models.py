@@ -7,15 +7,15 @@ import time
 import pytest
 import torch
 
-from swig_lib.losses import lowpass_matrix
-from swig_lib.models import (
+from swig_lib.core.losses import lowpass_matrix
+from swig_lib.core.models import (
     SCALED_FLOOR,
     SwigResNet,
     masked_channel_means,
     receptive_radius,
     zscore_guide,
 )
-from swig_lib.training import VARIANTS, batch_loss, prepare_data, seed_everything
+from swig_lib.experiments.training import VARIANTS, batch_loss, prepare_data, seed_everything
 
 from _phantom import FakeDataset
 

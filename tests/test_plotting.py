@@ -1,4 +1,4 @@
-"""Tests of swig_lib.plotting: orientation, fixed windows, axes and colour-bar counts."""
+"""Tests of swig_lib.experiments.plotting: orientation, fixed windows, axes and colour-bar counts."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from swig_lib import plotting as p  # noqa: E402
-from swig_lib.metrics import mean_ci  # noqa: E402
+from swig_lib.experiments import plotting as p  # noqa: E402
+from swig_lib.core.metrics import mean_ci  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -1,11 +1,11 @@
-"""Tests of golden-angle radial sampling, the FINUFFT operators and gridding (swig_lib.radial)."""
+"""Tests of golden-angle radial sampling, the FINUFFT operators and gridding (swig_lib.core.radial)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from swig_lib.radial import (
+from swig_lib.core.radial import (
     GOLDEN_ANGLE,
     calibrate_dcf,
     forward_frames,

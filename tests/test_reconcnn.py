@@ -1,4 +1,4 @@
-"""Tests of the supervised Acq5^R reconstruction CNN (swig_lib.reconcnn) on tiny phantoms."""
+"""Tests of the supervised Acq5^R reconstruction CNN (swig_lib.experiments.crossseq.reconcnn) on tiny phantoms."""
 
 from __future__ import annotations
 
@@ -9,17 +9,17 @@ import pytest
 import torch
 
 from _phantom import FakeDataset
-from swig_lib.crosssequence import AcquisitionSettings
-from swig_lib.inference import load_model, predict_volume
-from swig_lib.models import SwigResNet
-from swig_lib.reconcnn import (
+from swig_lib.experiments.crossseq.sequence import AcquisitionSettings
+from swig_lib.experiments.inference import load_model, predict_volume
+from swig_lib.core.models import SwigResNet
+from swig_lib.experiments.crossseq.reconcnn import (
     ReconSettings,
     SupervisedSlices,
     supervised_loss,
     train_recon_cnn,
     training_slices,
 )
-from swig_lib.training import load_checkpoint
+from swig_lib.experiments.training import load_checkpoint
 
 MODEL = {"width": 8, "n_blocks": 2, "first_kernel": 3, "last_kernel": 3}
 ACQUISITION = AcquisitionSettings(n_t1=40, n_t2=40)

@@ -1,4 +1,4 @@
-"""Tests of the one-command regeneration (swig_lib.reproduce), the notebook helpers and the book.
+"""Tests of the one-command regeneration (swig_lib.book.reproduce), the notebook helpers and the book.
 
 The execution tests run tiny notebooks with papermill (a few seconds each); the book test builds
 the real book sources in a temporary folder (about ten seconds).
@@ -19,7 +19,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from swig_lib import cli, notebook, reproduce
+from swig_lib import cli
+from swig_lib.book import notebook, reproduce
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -175,7 +176,7 @@ def test_provenance_is_written_before_each_step(
         [
             _params_cell(),
             new_code_cell(
-                "from swig_lib.reproduce import run_times\n"
+                "from swig_lib.book.reproduce import run_times\n"
                 "rows = run_times(results_dir, profile, before='01_reads')\n"
                 "print([(r['notebook'], r['status'], r['duration_s'] > 0) for r in rows])"
             ),
@@ -300,7 +301,7 @@ def test_sync_notebooks_follows_repo_url(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def _resolve(target: str) -> object:
-    """Import the object that a dotted path such as ``swig_lib.physics.flair`` names."""
+    """Import the object that a dotted path such as ``swig_lib.core.physics.flair`` names."""
     parts = target.split(".")
     for split in range(len(parts), 0, -1):
         try:

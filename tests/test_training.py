@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from swig_lib.config import load_profile
-from swig_lib.training import (
+from swig_lib.experiments.config import load_profile
+from swig_lib.experiments.training import (
     LOG_COLUMNS,
     VARIANTS,
     CheckpointError,
@@ -193,7 +193,7 @@ def test_balanced_alpha_makes_the_terms_start_equal(data) -> None:
     """α = L_l(Q_l)/L_h(Q_l): the untrained model (which returns Q_l) starts with L_l = α·L_h."""
     alpha, l_data, l_guide = balanced_alpha(data, batch_size=3)
     assert alpha == pytest.approx(l_data / l_guide) and l_data > 0 and l_guide > 0
-    from swig_lib.models import SwigResNet
+    from swig_lib.core.models import SwigResNet
 
     model = SwigResNet(["T1w", "T2w"], True, data.q_scale, width=4).eval()
     with torch.no_grad():

@@ -3,10 +3,10 @@
 In the paper, Acq5^R is the 5-minute MuPa-ZTE scan reconstructed by the vendor's deep-learning
 reconstruction, a CNN trained with supervision on HR references. Our analogue is trained here:
 
-* **Network**: :class:`swig_lib.models.SwigResNet` with Q_l as its only input (no guides), the
+* **Network**: :class:`swig_lib.core.models.SwigResNet` with Q_l as its only input (no guides), the
   architecture of the profile's ``[model]`` section; its zero-initialised last layer makes the
   untrained network the identity, so it learns a correction of the input maps.
-* **Data**: the Acq5 maps (:func:`swig_lib.crosssequence.simulate_protocols`) of the
+* **Data**: the Acq5 maps (:func:`swig_lib.experiments.crossseq.sequence.simulate_protocols`) of the
   *training-split* subjects, simulated with the radial sequence, paired with their Q_h; never a
   validation or test subject.
 * **Loss**: mean squared error of the maps in units of the input scales s (the brain means of the
@@ -14,10 +14,10 @@ reconstruction, a CNN trained with supervision on HR references. Our analogue is
 
       L = mean_{brain voxels, maps m} ((Q̂_m − Q_h,m) / s_m)²
 
-Training reuses :mod:`swig_lib.training`: its epoch loop and learning-rate schedule
-(:func:`~swig_lib.training.run_epoch`, :func:`~swig_lib.training.lr_factor`), seeding, crop windows and checkpoint
-format, so :func:`swig_lib.inference.load_model` and
-:func:`~swig_lib.inference.predict_volume` read and apply the model like any SWIG model. The
+Training reuses :mod:`swig_lib.experiments.training`: its epoch loop and learning-rate schedule
+(:func:`~swig_lib.experiments.training.run_epoch`, :func:`~swig_lib.experiments.training.lr_factor`), seeding, crop windows and checkpoint
+format, so :func:`swig_lib.experiments.inference.load_model` and
+:func:`~swig_lib.experiments.inference.predict_volume` read and apply the model like any SWIG model. The
 checkpoint records what it was trained with (:func:`recon_key`) and :func:`train_recon_cnn` reuses
 it only when that matches.
 """
@@ -36,12 +36,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .crosssequence import AcquisitionSettings, simulate_protocols
-from .config import check_known_fields
-from .data import torch_threads
-from .losses import LossTerms
-from .models import SwigResNet, masked_channel_means, receptive_radius
-from .training import (
+from swig_lib.experiments.crossseq.sequence import AcquisitionSettings, simulate_protocols
+from swig_lib.experiments.config import check_known_fields
+from swig_lib.experiments.subjects.dataset import torch_threads
+from swig_lib.core.losses import LossTerms
+from swig_lib.core.models import SwigResNet, masked_channel_means, receptive_radius
+from swig_lib.experiments.training import (
     CHECKPOINT_FORMAT,
     CheckpointError,
     run_epoch,
@@ -72,7 +72,7 @@ class ReconSettings:
     batch_size : int
         Slices per step.
     lr : float
-        Peak Adam learning rate (linear warm-up, cosine decay; :func:`swig_lib.training.lr_factor`).
+        Peak Adam learning rate (linear warm-up, cosine decay; :func:`swig_lib.experiments.training.lr_factor`).
     warmup_steps : int
         Steps of the warm-up.
     slice_stride : int
@@ -187,7 +187,7 @@ def training_slices(
     Parameters
     ----------
     dataset
-        A loaded dataset (:func:`swig_lib.data.load_dataset`); reads ``subject_ids("train")``,
+        A loaded dataset (:func:`swig_lib.experiments.subjects.dataset.load_dataset`); reads ``subject_ids("train")``,
         ``acquired(sid).mask`` and ``reference(sid)``.
     settings : ReconSettings
         Slice selection.
@@ -237,12 +237,12 @@ def train_recon_cnn(
 
     The checkpoint at ``path`` is reused when its :func:`recon_key` equals the one of these
     arguments (and it loads); otherwise the model is trained (torch single-threaded, see
-    :func:`swig_lib.data.torch_threads`) and written atomically, with its per-epoch log.
+    :func:`swig_lib.experiments.subjects.dataset.torch_threads`) and written atomically, with its per-epoch log.
 
     Parameters
     ----------
     dataset
-        A loaded dataset (:func:`swig_lib.data.load_dataset`).
+        A loaded dataset (:func:`swig_lib.experiments.subjects.dataset.load_dataset`).
     path : path
         Checkpoint file, e.g. ``results/<profile>/checkpoints/Acq5R.pt``.
     settings : ReconSettings

@@ -36,8 +36,8 @@ import nbformat
 import torch
 from nbformat import NotebookNode
 
-from . import __version__, default_device
-from .io import atomic_write_bytes
+from swig_lib import __version__, default_device
+from swig_lib.core.io import atomic_write_bytes
 
 #: The GitHub repository of this companion: the single setting for Colab links and installs.
 REPO_URL = "https://github.com/swig-qmri/swig-companion"
@@ -301,7 +301,7 @@ def new_notebook(name: str, title: str, intro: str, cells: list[NotebookNode]) -
         v4.new_code_cell(colab_install_source(), metadata={"tags": ["remove-cell"]}),
         v4.new_code_cell(parameters_source(), metadata={"tags": ["parameters", "remove-cell"]}),
         v4.new_code_cell(
-            "from swig_lib.notebook import page_header\n\nheader = page_header(profile, device)",
+            "from swig_lib.book.notebook import page_header\n\nheader = page_header(profile, device)",
             metadata={"tags": ["remove-input"]},
         ),
     ]

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage, special
 
-from .config import check_known_fields
+from swig_lib.experiments.config import check_known_fields
 
 #: Tissue classes, in the order of every fraction stack.
 TISSUES: tuple[str, ...] = ("GM", "WM", "CSF")

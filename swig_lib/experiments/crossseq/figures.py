@@ -1,10 +1,10 @@
 """Figures of the cross-sequence validation: the paper's Fig. 4a-c and the ground-truth errors.
 
-All panels are drawn through :func:`swig_lib.plotting.orient_axial` with fixed windows: maps with
-:data:`swig_lib.plotting.MAP_WINDOWS`; weighted images with one window per contrast taken from the
+All panels are drawn through :func:`swig_lib.experiments.plotting.orient_axial` with fixed windows: maps with
+:data:`swig_lib.experiments.plotting.MAP_WINDOWS`; weighted images with one window per contrast taken from the
 acquired image (:func:`image_window`), shared by every image synthesised for that contrast (they
 are intensity-matched to it, or on its scale). Captions give SSIM / HFEN of the shown slice
-(:func:`swig_lib.metrics.ssim`, :func:`swig_lib.metrics.hfen`, brain mask) against Q_h (maps) or
+(:func:`swig_lib.core.metrics.ssim`, :func:`swig_lib.core.metrics.hfen`, brain mask) against Q_h (maps) or
 against the acquired image (synthesised images).
 """
 
@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from .crossseq_eval import (
+from swig_lib.experiments.crossseq.evaluate import (
     PROTOCOL_LABELS,
     REFERENCE,
     SOURCE_LABELS,
@@ -26,9 +26,9 @@ from .crossseq_eval import (
     sulcal_csf,
     zoom_window,
 )
-from .metrics import hfen, ssim
-from .models import MAP_NAMES
-from .plotting import BASELINE_COLOR, MODEL_COLOR, orient_axial, show_map_grid
+from swig_lib.core.metrics import hfen, ssim
+from swig_lib.core.models import MAP_NAMES
+from swig_lib.experiments.plotting import BASELINE_COLOR, MODEL_COLOR, orient_axial, show_map_grid
 
 
 def _protocols(example: Example) -> list[str]:
@@ -59,7 +59,7 @@ def fig4a_maps(example: Example) -> Figure:
     Parameters
     ----------
     example : Example
-        The display slice (:class:`swig_lib.crossseq_eval.Example`).
+        The display slice (:class:`swig_lib.experiments.crossseq.evaluate.Example`).
 
     Returns
     -------
@@ -112,7 +112,7 @@ def fig4c_flair(example: Example, zoom: int = 40) -> Figure:
     """Fig. 4c: T2-FLAIR synthesised from Q_l and Q̂_h versus the acquired one, sulci zoomed.
 
     Rows: the whole slice (the zoom window outlined), the zoom window on the region with the
-    most sulcal CSF (:func:`swig_lib.crossseq_eval.zoom_window`, from the tissue labels; sulcal
+    most sulcal CSF (:func:`swig_lib.experiments.crossseq.evaluate.zoom_window`, from the tissue labels; sulcal
     CSF outlined in the acquired panel), and synthesised − acquired. The first column of the last
     row shows the image synthesised from Q_h minus the acquired one, the floor that noise and bias
     leave, when Q_h is known. Without tissue labels (users' data) the zoom is the slice centre.

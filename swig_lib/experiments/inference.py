@@ -1,13 +1,13 @@
 """Inference: super-resolve whole volumes slice by slice, and the ``swig apply`` command.
 
 ``swig apply --model M.pt --pd PD.nii.gz --t1 T1.nii.gz --t2 T2.nii.gz --t1w T1w.nii.gz
---t2w T2w.nii.gz --mask MASK.nii.gz --out DIR`` validates the inputs (:mod:`swig_lib.io`),
+--t2w T2w.nii.gz --mask MASK.nii.gz --out DIR`` validates the inputs (:mod:`swig_lib.core.io`),
 runs the model and writes ``DIR/PDmap.nii.gz``, ``T1map.nii.gz``, ``T2map.nii.gz`` with the
 input's affine.
 
 A volume is processed as axial slices (last NIfTI axis) cropped to the brain's in-plane extent
 plus the network's receptive radius, in batches; with that margin the result on every brain voxel
-equals the result on the whole slice (see :mod:`swig_lib.training`). Slices without brain voxels
+equals the result on the whole slice (see :mod:`swig_lib.experiments.training`). Slices without brain voxels
 and every voxel outside the mask are 0.
 """
 
@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .cli import parse_device
-from .io import DataValidationError, load_guides, load_qmri_maps, save_nifti
-from .models import MAP_NAMES, SwigResNet, zscore_guide
-from .training import (
+from swig_lib.cli import parse_device
+from swig_lib.core.io import DataValidationError, load_guides, load_qmri_maps, save_nifti
+from swig_lib.core.models import MAP_NAMES, SwigResNet, zscore_guide
+from swig_lib.experiments.training import (
     brain_extent,
     load_checkpoint,
     model_from_checkpoint,
@@ -38,7 +38,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> SwigResN
 
     Raises
     ------
-    FileNotFoundError, swig_lib.training.CheckpointError
+    FileNotFoundError, swig_lib.experiments.training.CheckpointError
         For a missing or unusable file (the message names it and the fix).
     """
     return model_from_checkpoint(load_checkpoint(path), device)
@@ -163,7 +163,7 @@ def apply_files(
 ) -> dict[str, Path]:
     """Super-resolve a user's NIfTI maps with a trained model; write PD/T1/T2 maps to ``out``.
 
-    Inputs are validated by :func:`swig_lib.io.load_qmri_maps` and :func:`swig_lib.io.load_guides`
+    Inputs are validated by :func:`swig_lib.core.io.load_qmri_maps` and :func:`swig_lib.core.io.load_guides`
     (one voxel grid, finite, T1/T2 in ms, ...). The outputs have the input maps' affine, shape and
     orientation.
 
@@ -191,7 +191,7 @@ def apply_files(
 
     Raises
     ------
-    swig_lib.io.DataValidationError
+    swig_lib.core.io.DataValidationError
         For invalid inputs or a guide the model needs but was not given.
     """
     model = load_model(model_path, device)

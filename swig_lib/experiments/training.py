@@ -3,7 +3,7 @@
 No HR quantitative map is used here: the loss (eq. 12) needs only the acquired LR contrasts C_l,
 the LR maps Q_l, the guides W and the brain mask, and the checkpoint kept as ``<variant>.pt`` is
 the epoch with the lowest *validation self-supervised loss*. Q_h enters only
-:mod:`swig_lib.evaluation`.
+:mod:`swig_lib.experiments.evaluation`.
 
 Slices and crops
 ----------------
@@ -11,7 +11,7 @@ The network runs on 2-D axial slices (last NIfTI axis) cropped to a fixed in-pla
 the brain: the union bounding box of the training and validation brains, plus a margin equal to
 the network's receptive radius, so that every brain voxel sees the same inputs as on the whole
 slice and inference on a crop equals inference on the full slice. Φ is applied exactly on the
-crop (:func:`swig_lib.losses.lowpass_matrix`). Windows wrap around the field of view like the
+crop (:func:`swig_lib.core.losses.lowpass_matrix`). Windows wrap around the field of view like the
 DFT does.
 
 Outputs (``<out>`` defaults to ``results/<profile>``)
@@ -44,11 +44,11 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from . import default_device
-from .cli import add_experiment_arguments, experiment_setup, parse_device
-from .io import atomic_path
-from .losses import LossTerms, lowpass_matrix, swig_loss
-from .models import SwigResNet, masked_channel_means, receptive_radius, zscore_guide
+from swig_lib import default_device
+from swig_lib.cli import add_experiment_arguments, experiment_setup, parse_device
+from swig_lib.core.io import atomic_path
+from swig_lib.core.losses import LossTerms, lowpass_matrix, swig_loss
+from swig_lib.core.models import SwigResNet, masked_channel_means, receptive_radius, zscore_guide
 
 #: Guide channels of the prepared data, in this order; a variant picks a subset.
 GUIDE_ORDER: tuple[str, ...] = ("T1w", "T2w")
@@ -56,7 +56,7 @@ GUIDE_ORDER: tuple[str, ...] = ("T1w", "T2w")
 #: Version tag stored in every checkpoint.
 CHECKPOINT_FORMAT = "swig-checkpoint-1"
 
-#: Columns of the per-epoch CSV log (loss columns named as :mod:`swig_lib.plotting` expects).
+#: Columns of the per-epoch CSV log (loss columns named as :mod:`swig_lib.experiments.plotting` expects).
 LOG_COLUMNS: tuple[str, ...] = (
     "epoch",
     "split",
@@ -262,7 +262,7 @@ def prepare_subject(acq: Any, size: tuple[int, int], slices: np.ndarray, dilatio
     ----------
     acq
         Acquired data with ``q_l`` (3, X, Y, Z), ``guides`` {"T1w", "T2w"} (X, Y, Z), ``mask``
-        (X, Y, Z) bool and ``lr_contrasts()`` (12, X, Y, Z), as :mod:`swig_lib.data` provides.
+        (X, Y, Z) bool and ``lr_contrasts()`` (12, X, Y, Z), as :mod:`swig_lib.experiments.subjects.dataset` provides.
     size : (int, int)
         In-plane window (:func:`window_size`).
     slices : numpy.ndarray
@@ -312,7 +312,7 @@ def prepare_data(
     ----------
     dataset
         Provides ``subject_ids(split)``, ``acquired(subject_id)`` and ``settings`` (``keep``,
-        ``sigma``), as :func:`swig_lib.data.load_dataset` returns.
+        ``sigma``), as :func:`swig_lib.experiments.subjects.dataset.load_dataset` returns.
     profile : mapping
         The profile; reads ``train.min_brain_fraction``, ``train.slice_stride``,
         ``train.dc_dilation``.
@@ -415,7 +415,7 @@ def seed_everything(seed: int) -> None:
 
 
 def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
-    """Write ``payload`` with :func:`torch.save` atomically (:func:`swig_lib.io.atomic_path`)."""
+    """Write ``payload`` with :func:`torch.save` atomically (:func:`swig_lib.core.io.atomic_path`)."""
     with atomic_path(path) as tmp:
         torch.save(dict(payload), tmp)
 
@@ -651,7 +651,7 @@ def train_variant(
     Parameters
     ----------
     profile : mapping
-        A profile (:func:`swig_lib.config.load_profile`): sections ``train``, ``model``, ``data``.
+        A profile (:func:`swig_lib.experiments.config.load_profile`): sections ``train``, ``model``, ``data``.
     variant : str or Variant
         A key of :data:`VARIANTS` or a :class:`Variant`.
     out : path
@@ -662,7 +662,7 @@ def train_variant(
     device : str or torch.device, optional
         Default: :func:`swig_lib.default_device`.
     dataset
-        A loaded dataset (default: ``swig_lib.data.load_dataset(profile)``).
+        A loaded dataset (default: ``swig_lib.experiments.subjects.dataset.load_dataset(profile)``).
     data : TrainingData, optional
         Already prepared slices (saves reloading when training several variants).
     progress : bool
@@ -685,7 +685,7 @@ def train_variant(
 
     if data is None:
         if dataset is None:
-            from .data import load_dataset
+            from swig_lib.experiments.subjects.dataset import load_dataset
 
             dataset = load_dataset(profile, progress=progress)
         data = prepare_data(

@@ -1,7 +1,7 @@
 """The self-supervised SWIG loss (eq. 8-12): LR data consistency plus the guide correlation ratio.
 
 Shapes: maps ``q_hat`` are (B, 3, H, W) in the channel order PD [a.u.], T1 [ms], T2 [ms]; qMRI
-contrasts are (B, 12, H, W) in the order of :func:`swig_lib.physics.qmri_contrasts`; guides and
+contrasts are (B, 12, H, W) in the order of :func:`swig_lib.core.physics.qmri_contrasts`; guides and
 masks are (B, H, W). Every function is differentiable in ``q_hat`` and works in float32 or float64.
 
 Φ on a crop
@@ -13,7 +13,7 @@ brain (the model multiplies it by the brain mask), so on any window of n ≤ N c
 (indices taken modulo N) that contains the brain, ``Φ(C)`` restricted to the window equals
 ``A_x[w, w] · C[w] · A_y[w, w]ᵀ``; because ``A`` is circulant, ``A[w, w]`` is the same n × n
 matrix for every window position. :func:`lowpass_matrix` builds it by applying
-:func:`swig_lib.kspace.truncate_kspace` (noise-free) to unit vectors, so training on brain-cropped
+:func:`swig_lib.core.kspace.truncate_kspace` (noise-free) to unit vectors, so training on brain-cropped
 slices uses *exactly* the operator that made the data, at the cost of two small matrix products.
 """
 
@@ -25,9 +25,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .kspace import truncate_kspace
-from .physics import qmri_contrasts, weighted_image
-from .protocols import GUIDE_PROTOCOLS, QMRIProtocol
+from swig_lib.core.kspace import truncate_kspace
+from swig_lib.core.physics import qmri_contrasts, weighted_image
+from swig_lib.core.protocols import GUIDE_PROTOCOLS, QMRIProtocol
 
 #: Added to Var(Ŵ) in the correlation ratio, a.u.² (Var(Ŵ) of a brain slice is ~10-1000 a.u.²).
 CORRELATION_EPS = 1e-8
@@ -67,7 +67,7 @@ def lowpass_matrix(
     n_crop : int
         Length n ≤ N of the window (any position, indices modulo N), voxels.
     keep : float
-        Fraction of the k-space axis kept (as in :func:`swig_lib.kspace.centre_mask`).
+        Fraction of the k-space axis kept (as in :func:`swig_lib.core.kspace.centre_mask`).
     dtype, device
         Of the returned matrix.
 

@@ -1,7 +1,7 @@
 """Dictionary of signal evolutions over a (T1, T2) grid, SVD compression and matching.
 
 The dictionary holds the periodic-steady-state evolutions of a
-:class:`~swig_lib.epg.TransientSequence` for every grid pair with T2 <= T1 (M0 = 1). Its leading
+:class:`~swig_lib.core.epg.TransientSequence` for every grid pair with T2 <= T1 (M0 = 1). Its leading
 left singular vectors form the temporal subspace in which images are reconstructed (McGivney
 2014); matching picks, per voxel, the atom with the largest normalised inner product with the
 voxel's subspace coefficients, and PD is the projection scale (Ma 2013). Because the atoms are
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from swig_lib.epg import TransientSequence, simulate_signals
+from swig_lib.core.epg import TransientSequence, simulate_signals
 
 
 @dataclass(frozen=True, eq=False)

@@ -77,7 +77,7 @@ class FlairProtocol:
 
     The paper does not give its FLAIR parameters. The defaults are typical of clinical 1.5 T
     T2-FLAIR (TR 9000 ms, TE 120 ms) with the inversion time that nulls CSF of T1 = 4000 ms:
-    TI = −T1·ln((1 + e^(−TR/T1))/2) = 2372 ms (:func:`swig_lib.physics.null_inversion_time`).
+    TI = −T1·ln((1 + e^(−TR/T1))/2) = 2372 ms (:func:`swig_lib.core.physics.null_inversion_time`).
 
     Attributes
     ----------

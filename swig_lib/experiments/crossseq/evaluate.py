@@ -6,14 +6,14 @@ judges the result by how well images synthesised from the maps match independent
 clinical images. Here, for the test subjects of a dataset (:func:`run_cross_sequence`):
 
 1. **Maps of another sequence**: Acq1 and Acq5 from the simulated radial transient-state sequence
-   (:func:`swig_lib.crosssequence.simulate_protocols`); Acq5^R = Acq5 passed through a supervised
-   CNN trained on training subjects (:mod:`swig_lib.reconcnn`).
+   (:func:`swig_lib.experiments.crossseq.sequence.simulate_protocols`); Acq5^R = Acq5 passed through a supervised
+   CNN trained on training subjects (:mod:`swig_lib.experiments.crossseq.reconcnn`).
 2. **Acquired images**: T1w, T2w (the guides) and T2-FLAIR (never a guide) from Q_h with noise and
-   a receive-bias field (:mod:`swig_lib.acquisition`).
+   a receive-bias field (:mod:`swig_lib.experiments.crossseq.acquisition`).
 3. **SR**: the selected SWIG model applied with Q_l := the protocol's maps and the acquired
-   T1w/T2w as guides (:func:`swig_lib.inference.predict_volume`).
-4. **Table II**: SSIM and HFEN (:mod:`swig_lib.metrics`) of the T1w, T2w and T2-FLAIR synthesised
-   from Q_l and from Q̂_h (:func:`swig_lib.acquisition.synthesize`, acquisition-matched
+   T1w/T2w as guides (:func:`swig_lib.experiments.inference.predict_volume`).
+4. **Table II**: SSIM and HFEN (:mod:`swig_lib.core.metrics`) of the T1w, T2w and T2-FLAIR synthesised
+   from Q_l and from Q̂_h (:func:`swig_lib.experiments.crossseq.acquisition.synthesize`, acquisition-matched
    parameters) against the acquired ones, per axial slice inside the brain mask; summarised as
    mean ± standard deviation over the slices of all subjects (the paper: over the slices of its
    one volunteer). The acquired images carry an unknown scale and bias, so by default each
@@ -23,7 +23,7 @@ clinical images. Here, for the test subjects of a dataset (:func:`run_cross_sequ
    bias leave (rows with protocol and source ``"Q_h"``).
 5. **Ground truth** (which the paper lacked): SSIM and HFEN of every map against Q_h, the mean
    absolute percentage error of PD, T1 and T2 in pure white and grey matter (the dataset's tissue
-   labels, :meth:`swig_lib.data.Dataset.labels`), and the T2-FLAIR error in sulcal CSF, where the
+   labels, :meth:`swig_lib.experiments.subjects.dataset.Dataset.labels`), and the T2-FLAIR error in sulcal CSF, where the
    paper saw partial volumes escape the fluid suppression.
 
 Outputs under ``<results_dir>/<profile>/crosssequence/``: ``synthesis.csv`` (per slice),
@@ -55,7 +55,7 @@ import torch
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from .acquisition import (
+from swig_lib.experiments.crossseq.acquisition import (
     IMAGE_NAMES,
     ImageSettings,
     WeightedProtocol,
@@ -63,11 +63,11 @@ from .acquisition import (
     image_protocols,
     synthesize,
 )
-from .crosssequence import AcquisitionSettings, simulate_protocols
-from .data import TISSUE_LABELS, torch_threads, load_dataset
-from .evaluation import write_csv
-from .inference import load_model, predict_volume
-from .io import (
+from swig_lib.experiments.crossseq.sequence import AcquisitionSettings, simulate_protocols
+from swig_lib.experiments.subjects.dataset import TISSUE_LABELS, torch_threads, load_dataset
+from swig_lib.experiments.evaluation import write_csv
+from swig_lib.experiments.inference import load_model, predict_volume
+from swig_lib.core.io import (
     DataValidationError,
     PathLike,
     _volume,
@@ -80,12 +80,12 @@ from .io import (
     load_qmri_maps,
     sha256,
 )
-from .metrics import map_metrics, mean_sd, slice_metrics
-from .models import MAP_NAMES, SwigResNet
-from .protocols import FlairProtocol
-from .reconcnn import RECON_NAME, ReconSettings, subject_seed, train_recon_cnn
-from .reproduce import package_fingerprint
-from .training import VARIANTS, checkpoint_paths, select_slices, train_variant
+from swig_lib.core.metrics import map_metrics, mean_sd, slice_metrics
+from swig_lib.core.models import MAP_NAMES, SwigResNet
+from swig_lib.core.protocols import FlairProtocol
+from swig_lib.experiments.crossseq.reconcnn import RECON_NAME, ReconSettings, subject_seed, train_recon_cnn
+from swig_lib.book.reproduce import package_fingerprint
+from swig_lib.experiments.training import VARIANTS, checkpoint_paths, select_slices, train_variant
 
 #: Quality levels of the cross-sequence validation, in table order.
 PROTOCOLS: tuple[str, str, str] = ("Acq1", "Acq5", RECON_NAME)
@@ -97,7 +97,7 @@ SOURCES: tuple[str, str] = ("Q_l", "SR")
 SOURCE_LABELS: dict[str, str] = {"Q_l": "$Q_l$", "SR": r"$\hat{Q}_h$", "Q_h": "$Q_h$"}
 #: Protocol and source name of the images synthesised from Q_h (the noise and bias floor).
 REFERENCE = "Q_h"
-#: Tissues of the percentage errors, by name: their value in :data:`swig_lib.data.TISSUE_LABELS`.
+#: Tissues of the percentage errors, by name: their value in :data:`swig_lib.experiments.subjects.dataset.TISSUE_LABELS`.
 TISSUES: dict[str, int] = {name: code for code, name in sorted(TISSUE_LABELS.items(), reverse=True)
                            if name in ("WM", "GM")}
 #: The paper's model selection (Table III), used when no selection file exists.
@@ -163,7 +163,7 @@ class CrossSequenceSettings:
         Test subjects used, the first ones of the split (0 = all).
     slice_stride : int
         Every n-th of the stored slices whose brain area is at least ``min_brain_fraction`` of the
-        largest (:func:`swig_lib.training.select_slices`).
+        largest (:func:`swig_lib.experiments.training.select_slices`).
     min_brain_fraction : float
         See ``slice_stride``.
     intensity_match : {"affine", "none"}
@@ -372,7 +372,7 @@ def tissue_errors(
     q_h : ndarray, shape (3, X, Y, Z)
         Reference maps.
     labels : ndarray, shape (X, Y, Z)
-        Tissue labels (:data:`swig_lib.data.TISSUE_LABELS`).
+        Tissue labels (:data:`swig_lib.experiments.subjects.dataset.TISSUE_LABELS`).
     slices : ndarray of int
         Axial slices whose voxels are pooled.
 
@@ -443,14 +443,14 @@ def sulcal_flair_errors(
 def sulcal_csf(labels: np.ndarray, mask: np.ndarray, spacing_mm: float = 1.0) -> np.ndarray:
     """Sulcal CSF: voxels labelled CSF or CSF partial volume near the brain surface.
 
-    Voxels whose label is CSF or CSF partial volume (:data:`swig_lib.data.TISSUE_LABELS`) and whose
+    Voxels whose label is CSF or CSF partial volume (:data:`swig_lib.experiments.subjects.dataset.TISSUE_LABELS`) and whose
     in-plane distance to the outside of the brain mask is at most :data:`SULCAL_DEPTH_MM` (the
     ventricles lie deeper).
 
     Parameters
     ----------
     labels : ndarray, shape (X, Y) or (X, Y, Z)
-        Tissue labels (:data:`swig_lib.data.TISSUE_LABELS`).
+        Tissue labels (:data:`swig_lib.experiments.subjects.dataset.TISSUE_LABELS`).
     mask : ndarray of bool, same shape
         Brain mask.
     spacing_mm : float
@@ -725,7 +725,7 @@ def run_cross_sequence(
     """The simulated cross-sequence validation of the profile's test subjects (see module doc).
 
     Trains what is missing first: the SWIG model (only when its checkpoint is absent; the same
-    code as ``swig train``) and the Acq5^R CNN (:func:`swig_lib.reconcnn.train_recon_cnn`, cached
+    code as ``swig train``) and the Acq5^R CNN (:func:`swig_lib.experiments.crossseq.reconcnn.train_recon_cnn`, cached
     in ``checkpoints/Acq5R.pt``). Results whose ``run.json`` matches the current inputs are read
     back instead of recomputed, unless ``force``.
 
@@ -959,7 +959,7 @@ def evaluate_user_data(
     All files must lie on one voxel grid (register and resample them first); there is no Q_h, so
     only the synthesis-versus-acquired scores are computed. The T1w and T2w must have been
     acquired with the guide parameters the model was trained with
-    (:data:`swig_lib.protocols.GUIDE_PROTOCOLS`).
+    (:data:`swig_lib.core.protocols.GUIDE_PROTOCOLS`).
 
     Parameters
     ----------
@@ -967,7 +967,7 @@ def evaluate_user_data(
         A SWIG checkpoint (``results/<profile>/checkpoints/<variant>.pt``).
     maps : mapping of str to mapping
         One or more map sets by name (e.g. ``{"fast": {"PD": ..., "T1": ..., "T2": ...}}``):
-        NIfTI files of PD (a.u.), T1 (ms), T2 (ms), validated by :func:`swig_lib.io.load_qmri_maps`.
+        NIfTI files of PD (a.u.), T1 (ms), T2 (ms), validated by :func:`swig_lib.core.io.load_qmri_maps`.
     t1w, t2w : path, optional
         Acquired T1w (IR-SPGR) and T2w (SE); those the model needs are required.
     flair : path, optional
@@ -991,7 +991,7 @@ def evaluate_user_data(
 
     Raises
     ------
-    swig_lib.io.DataValidationError
+    swig_lib.core.io.DataValidationError
         For invalid or misaligned files, a missing guide, or a FLAIR without its protocol.
     """
     if not maps:

@@ -37,15 +37,15 @@ import numpy
 import torch
 from traitlets.config import Config
 
-from . import __version__
-from .config import PROFILES, load_profile
-from .io import atomic_write_json
-from .notebook import PARAMETERS, describe_device, git_state, resolve_device
+from swig_lib import __version__
+from swig_lib.experiments.config import PROFILES, load_profile
+from swig_lib.core.io import atomic_write_json
+from swig_lib.book.notebook import PARAMETERS, describe_device, git_state, resolve_device
 
 #: The Jupyter kernel that runs the notebooks (ipykernel's, of the running interpreter).
 KERNEL_NAME = "python3"
 #: The folder of the swig_lib sources that enter every stamp.
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
 #: File names of the notebooks that ``swig reproduce`` runs, in numeric order.
 NOTEBOOK_FILE = re.compile(r"^\d{2}_\w+\.ipynb$")
 #: Key of the executed notebook's metadata where the runner records the stamp and timings.

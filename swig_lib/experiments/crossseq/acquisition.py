@@ -8,7 +8,7 @@ synthesised from its HR maps Q_h (:func:`acquire_images`)::
     image = B(x) · M(Q_h) + n,    n ~ N(0, σ²) i.i.d. inside the brain mask, zero outside,
 
 * M: the guides' signal equations (eq. 15-17, signed, exactly as the training guides of
-  :func:`swig_lib.data.synthesize_guides`) and, for T2-FLAIR, the magnitude of eq. 18 (a scanner's
+  :func:`swig_lib.experiments.subjects.dataset.synthesize_guides`) and, for T2-FLAIR, the magnitude of eq. 18 (a scanner's
   magnitude image) with an inversion time that nulls CSF (:meth:`ImageSettings.flair_protocol`);
 * B = exp(b · g(x)): a smooth multiplicative receive-bias field (:func:`bias_field`), g a random
   quadratic polynomial of the world coordinates with unit standard deviation over the brain, so
@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import physics
-from .anatomy import TISSUE_VALUES
-from .config import check_known_fields
-from .protocols import GUIDE_PROTOCOLS, FlairProtocol, IRSPGRProtocol, SpinEchoProtocol
+from swig_lib.core import physics
+from swig_lib.experiments.subjects.anatomy import TISSUE_VALUES
+from swig_lib.experiments.config import check_known_fields
+from swig_lib.core.protocols import GUIDE_PROTOCOLS, FlairProtocol, IRSPGRProtocol, SpinEchoProtocol
 
 #: The acquired weighted images, in the order of their random streams.
 IMAGE_NAMES: tuple[str, str, str] = ("T1w", "T2w", "FLAIR")
@@ -54,8 +54,8 @@ class ImageSettings:
     flair_tr, flair_te : float
         Repetition and echo time of the T2-FLAIR, ms (typical clinical values).
     flair_null_t1 : float
-        T1 (ms) nulled by the inversion time (:func:`swig_lib.physics.null_inversion_time`);
-        default the CSF T1 of the digital subjects (:data:`swig_lib.anatomy.TISSUE_VALUES`).
+        T1 (ms) nulled by the inversion time (:func:`swig_lib.core.physics.null_inversion_time`);
+        default the CSF T1 of the digital subjects (:data:`swig_lib.experiments.subjects.anatomy.TISSUE_VALUES`).
     """
 
     noise: float = 0.02

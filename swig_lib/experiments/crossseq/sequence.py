@@ -5,13 +5,13 @@ sequence (3-D radial MuPa-ZTE, dictionary fitting) at two quality levels. Those 
 this module mimics their logic on a 2-D slice (or a stack of independent 2-D slices):
 
 1. the HR maps (PD, T1, T2) give every brain voxel a transient-state signal evolution
-   (:mod:`swig_lib.epg`: inversion- and T2-prepared spoiled gradient-echo trains, periodic steady
+   (:mod:`swig_lib.core.epg`: inversion- and T2-prepared spoiled gradient-echo trains, periodic steady
    state);
 2. each time point is sampled by one golden-angle radial spoke per cycle repetition, up to
    ``kmax_fraction`` of the HR Nyquist frequency, with complex Gaussian noise
-   (:mod:`swig_lib.radial`, FINUFFT);
+   (:mod:`swig_lib.core.radial`, FINUFFT);
 3. density-compensated gridding (Pipe-Menon weights, a Hann apodisation) straight into a
-   K-dimensional temporal subspace, then dictionary matching (:mod:`swig_lib.dictionary`) gives
+   K-dimensional temporal subspace, then dictionary matching (:mod:`swig_lib.core.dictionary`) gives
    PD, T1, T2 on the HR voxel grid.
 
 Protocols: ``"Acq5"`` keeps every repetition (the "5-minute" scan); ``"Acq1"`` keeps the first
@@ -21,7 +21,7 @@ training subjects come from these functions like any other.
 
 Scale: signals are simulated for M0 = 1 and multiplied by PD. The density compensation is
 calibrated on a known simulation, a Gaussian blob whose band-limited value at its centre is known
-in closed form (:func:`swig_lib.radial.calibrate_dcf`), so gridding preserves the image scale;
+in closed form (:func:`swig_lib.core.radial.calibrate_dcf`), so gridding preserves the image scale;
 the matched PD is the projection scale per unit M0, so a tissue with PD = p maps to p (within
 about 1 % in flat regions, noise-free; see ``tests/test_crosssequence.py``).
 """
@@ -36,10 +36,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from swig_lib.config import check_known_fields
-from swig_lib.dictionary import SubspaceDictionary, build_dictionary, log_grid, match
-from swig_lib.epg import Segment, TransientSequence, simulate_signals
-from swig_lib.radial import (
+from swig_lib.experiments.config import check_known_fields
+from swig_lib.core.dictionary import SubspaceDictionary, build_dictionary, log_grid, match
+from swig_lib.core.epg import Segment, TransientSequence, simulate_signals
+from swig_lib.core.radial import (
     calibrate_dcf,
     forward_frames,
     golden_angles,

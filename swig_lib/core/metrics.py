@@ -365,7 +365,7 @@ def baseline_metrics(
 
     Parameters
     ----------
-    dataset : swig_lib.data.Dataset
+    dataset : swig_lib.experiments.subjects.dataset.Dataset
         A loaded dataset (anything with ``subject_ids(split)``, ``acquired(sid)`` giving ``q_l``
         and ``mask``, and ``reference(sid)``).
     split : str

@@ -4,7 +4,7 @@ The sequence stands in for the MuPa-ZTE acquisition of the paper's in-vivo exper
 magnetisation preparations (inversion, T2 preparation), each followed by a train of small-flip-angle
 spoiled gradient-echo readouts, repeated until the magnetisation reaches a periodic steady state.
 Each readout is one *time point* of the signal evolution (one radial spoke per cycle repetition,
-see :mod:`swig_lib.radial`).
+see :mod:`swig_lib.core.radial`).
 
 Signal evolutions are computed with the EPG formalism (Weigel 2015), vectorised over any number of
 (T1, T2) pairs at once; with ideal spoiling the EPG reduces to a longitudinal Bloch recursion with

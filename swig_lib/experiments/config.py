@@ -34,7 +34,7 @@ def load_profile(name: str, overrides: dict[str, Any] | None = None) -> dict[str
     """
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}: choose one of {', '.join(PROFILES)}")
-    with resources.files("swig_lib").joinpath("profiles.toml").open("rb") as fh:
+    with resources.files("swig_lib.experiments").joinpath("profiles.toml").open("rb") as fh:
         profiles = tomllib.load(fh)
     profile = copy.deepcopy(profiles[name])
     profile["name"] = name

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor
 
-from .protocols import FlairProtocol, IRSPGRProtocol, QMRIProtocol, SpinEchoProtocol
+from swig_lib.core.protocols import FlairProtocol, IRSPGRProtocol, QMRIProtocol, SpinEchoProtocol
 
 #: Smallest relaxation time used inside the signal equations, ms.
 MIN_RELAXATION_MS = 1e-3
@@ -203,7 +203,7 @@ def qmri_contrasts(
     """The qMRI contrasts M^i(Q), i = 1..12 (eq. 2 with eq. 13-14), stacked along ``dim``.
 
     Saturation-recovery contrasts (one per ``protocol.tr``) come first, then spin-echo contrasts
-    (one per ``protocol.te``), the order the fitter :func:`swig_lib.fitter.fit_qmri` expects.
+    (one per ``protocol.te``), the order the fitter :func:`swig_lib.core.fitter.fit_qmri` expects.
 
     Parameters
     ----------

@@ -27,19 +27,19 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .cli import add_experiment_arguments, experiment_setup, parse_device
-from .inference import load_model, predict_volume
-from .io import atomic_path
-from .metrics import BASELINE, map_metrics, mean_ci, rank_models
-from .models import MAP_NAMES
-from .training import VARIANTS, checkpoint_paths, select_slices
+from swig_lib.cli import add_experiment_arguments, experiment_setup, parse_device
+from swig_lib.experiments.inference import load_model, predict_volume
+from swig_lib.core.io import atomic_path
+from swig_lib.core.metrics import BASELINE, map_metrics, mean_ci, rank_models
+from swig_lib.core.models import MAP_NAMES
+from swig_lib.experiments.training import VARIANTS, checkpoint_paths, select_slices
 
 #: The models ranked in Table III (M12-- "failed completely and was excluded", Sec. IV-A).
 TABLE3_MODELS: tuple[str, ...] = ("M1++", "M2++", "M12++", "M12-+")
 
 
 def write_csv(frame: pd.DataFrame, path: Path, index: bool = False) -> None:
-    """Write a CSV atomically (:func:`swig_lib.io.atomic_path`)."""
+    """Write a CSV atomically (:func:`swig_lib.core.io.atomic_path`)."""
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=index)
 
@@ -135,7 +135,7 @@ def evaluate(
     device : str or torch.device
         Where the models run.
     dataset
-        A loaded dataset (default: ``swig_lib.data.load_dataset(profile)``).
+        A loaded dataset (default: ``swig_lib.experiments.subjects.dataset.load_dataset(profile)``).
     progress : bool
         Progress bars.
 
@@ -158,7 +158,7 @@ def evaluate(
         )
     models = {n: load_model(p, device) for n, p in paths.items()}
     if dataset is None:
-        from .data import load_dataset
+        from swig_lib.experiments.subjects.dataset import load_dataset
 
         dataset = load_dataset(profile, progress=progress)
 

@@ -1,7 +1,7 @@
 """Voxel-wise maximum-likelihood fit of PD, T1 and T2 to the qMRI contrasts: the map S of eq. 1.
 
 The contrasts are the six saturation-recovery images of eq. 13 and the six spin-echo images of
-eq. 14 (:func:`swig_lib.physics.qmri_contrasts`)::
+eq. 14 (:func:`swig_lib.core.physics.qmri_contrasts`)::
 
     S_i     = PD·(1 − e^(−TR_i/T1)),   i = 1..n_sr
     S_(n_sr+j) = PD·e^(−TE_j/T2),      j = 1..n_se
@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .protocols import QMRIProtocol
+from swig_lib.core.protocols import QMRIProtocol
 
 #: Default bounds of T1 and T2, ms.
 T1_BOUNDS_MS: tuple[float, float] = (50.0, 6000.0)
@@ -338,7 +338,7 @@ def fit_qmri(
     contrasts : Tensor
         Real floating tensor of shape ``(n_sr + n_se, ...)``: the ``n_sr = len(tr)``
         saturation-recovery images first, then the ``n_se = len(te)`` spin-echo images, in a.u.
-        (the order of :func:`swig_lib.physics.qmri_contrasts`).
+        (the order of :func:`swig_lib.core.physics.qmri_contrasts`).
     tr : sequence of float, optional
         Repetition times of the saturation-recovery contrasts, ms. Default: ``protocol.tr``.
     te : sequence of float, optional
@@ -373,7 +373,7 @@ def fit_qmri(
         Shape ``(3, ...)``, dtype and device of ``contrasts``: PD (a.u.), T1 (ms) and T2 (ms).
         Voxels outside ``mask`` are 0. Voxels inside it whose contrasts have no positive
         projection on any model (e.g. all-zero background), i.e. whose fitted PD is 0, are
-        returned as PD = T1 = T2 = 0, the background convention of :mod:`swig_lib.physics`. The
+        returned as PD = T1 = T2 = 0, the background convention of :mod:`swig_lib.core.physics`. The
         output never holds NaN or Inf.
 
     Raises

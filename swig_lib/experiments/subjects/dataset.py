@@ -2,10 +2,10 @@
 
 For every subject (Fig. 1a of the paper):
 
-1. HR maps Q_h = (PD, T1, T2) and a brain mask: from tissue fractions (:mod:`swig_lib.anatomy`;
+1. HR maps Q_h = (PD, T1, T2) and a brain mask: from tissue fractions (:mod:`swig_lib.experiments.subjects.anatomy`;
    MNI152 by default, any tissue maps via :func:`subject_from_tissue_fractions`) or from a
    user's own HR maps (:func:`subject_from_maps`);
-2. the 12 HR contrasts C_h = M(Q_h) (eq. 13-14, :func:`swig_lib.physics.qmri_contrasts`);
+2. the 12 HR contrasts C_h = M(Q_h) (eq. 13-14, :func:`swig_lib.core.physics.qmri_contrasts`);
 3. Φ (eq. 3) on every 2-D axial slice: centred k-space truncation (``keep`` of each in-plane axis)
    with complex Gaussian noise σ, seeded per subject → the LR contrasts C_l (:func:`lr_contrasts`);
 4. the voxel-wise maximum-likelihood fit inside the mask → Q_l (:func:`fit_maps`);
@@ -48,8 +48,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import __version__, physics
-from .anatomy import (
+from swig_lib import __version__
+from swig_lib.core import physics
+from swig_lib.experiments.subjects.anatomy import (
     MAP_MAX,
     TISSUE_VALUES,
     AnatomySettings,
@@ -59,8 +60,8 @@ from .anatomy import (
     prepare_template,
     subject_anatomy,
 )
-from .fitter import fit_qmri
-from .io import (
+from swig_lib.core.fitter import fit_qmri
+from swig_lib.core.io import (
     DataValidationError,
     PathLike,
     atomic_write_bytes,
@@ -70,13 +71,16 @@ from .io import (
     sha256,
     validate_maps,
 )
-from .kspace import truncate_kspace
-from .protocols import GUIDE_PROTOCOLS, QMRIProtocol
+from swig_lib.core.kspace import truncate_kspace
+from swig_lib.core.protocols import GUIDE_PROTOCOLS, QMRIProtocol
 
 SPLITS: tuple[str, str, str] = ("train", "val", "test")
 
 #: Modules whose code determines the stored files; a change to any of them forces a rebuild.
-DATA_MODULES: tuple[str, ...] = ("anatomy", "data", "fitter", "io", "kspace", "physics", "protocols")
+DATA_MODULES: tuple[str, ...] = (
+    "experiments/subjects/anatomy.py", "experiments/subjects/dataset.py", "core/fitter.py", "core/io.py",
+    "core/kspace.py", "core/physics.py", "core/protocols.py",
+)
 
 #: File keys of a subject and the BIDS-like suffix of each file name.
 HR_KEYS: tuple[str, str, str] = ("PDmap", "T1map", "T2map")
@@ -87,7 +91,7 @@ DSEG_KEY = "dseg"
 FILE_KEYS: tuple[str, ...] = (*HR_KEYS, *LR_KEYS, *GUIDE_PROTOCOLS, MASK_KEY, DSEG_KEY)
 
 #: Values of the tissue label map (:func:`tissue_labels`): 1-3 where one tissue makes up at least
-#: :data:`LABEL_PURITY` of the voxel (in the order of :data:`swig_lib.anatomy.TISSUES`); the other
+#: :data:`LABEL_PURITY` of the voxel (in the order of :data:`swig_lib.experiments.subjects.anatomy.TISSUES`); the other
 #: brain voxels are 4 when they hold at least 1 − :data:`LABEL_PURITY` of CSF (CSF partial volume:
 #: sulci, ventricle walls), else 5 (GM/WM partial volume).
 TISSUE_LABELS: dict[int, str] = {0: "background", 1: "GM", 2: "WM", 3: "CSF",
@@ -121,7 +125,7 @@ class DataSettings:
     margin : int
         Voxels (mm) kept in-plane around the template brain.
     anatomy : AnatomySettings
-        Construction of the subjects (defaults of :class:`~swig_lib.anatomy.AnatomySettings`,
+        Construction of the subjects (defaults of :class:`~swig_lib.experiments.subjects.anatomy.AnatomySettings`,
         overridden by an optional ``[<profile>.data.anatomy]`` table).
     """
 
@@ -293,15 +297,15 @@ def lr_contrasts(q_h: np.ndarray, keep: float, sigma: float, seed: int,
 
 
 def fit_maps(contrasts: np.ndarray, mask: np.ndarray, protocol: QMRIProtocol = QMRIProtocol()) -> np.ndarray:
-    """Q_l: maximum-likelihood fit of the contrasts inside the mask (:func:`swig_lib.fitter.fit_qmri`).
+    """Q_l: maximum-likelihood fit of the contrasts inside the mask (:func:`swig_lib.core.fitter.fit_qmri`).
 
-    The maps are clipped to the paper's ranges :data:`~swig_lib.anatomy.MAP_MAX` (like MAGiC's
+    The maps are clipped to the paper's ranges :data:`~swig_lib.experiments.subjects.anatomy.MAP_MAX` (like MAGiC's
     maps, which stop at 4300 ms and 2000 ms) and are zero outside the mask.
 
     Parameters
     ----------
     contrasts : ndarray, shape (12, X, Y, Z)
-        Contrasts in the order of :func:`swig_lib.physics.qmri_contrasts`.
+        Contrasts in the order of :func:`swig_lib.core.physics.qmri_contrasts`.
     mask : ndarray of bool, shape (X, Y, Z)
         Voxels to fit.
     protocol : QMRIProtocol
@@ -335,7 +339,7 @@ def tissue_labels(fractions: np.ndarray, mask: np.ndarray, purity: float = LABEL
     Parameters
     ----------
     fractions : ndarray, shape (3, X, Y, Z)
-        GM, WM and CSF fractions in [0, 1] (:data:`swig_lib.anatomy.TISSUES` order).
+        GM, WM and CSF fractions in [0, 1] (:data:`swig_lib.experiments.subjects.anatomy.TISSUES` order).
     mask : ndarray of bool, shape (X, Y, Z)
         Brain mask.
     purity : float
@@ -386,7 +390,7 @@ def subject_from_maps(pd: PathLike | np.ndarray, t1: PathLike | np.ndarray, t2: 
     ----------
     pd, t1, t2 : path or ndarray
         HR maps (PD a.u., T1 and T2 in ms), NIfTI files (validated by
-        :func:`swig_lib.io.load_qmri_maps`) or arrays (X, Y, Z) with axial slices last.
+        :func:`swig_lib.core.io.load_qmri_maps`) or arrays (X, Y, Z) with axial slices last.
     mask : path or ndarray, optional
         Brain mask; default the voxels where all three maps are > 0.
     affine : ndarray, optional
@@ -397,7 +401,7 @@ def subject_from_maps(pd: PathLike | np.ndarray, t1: PathLike | np.ndarray, t2: 
     Raises
     ------
     DataValidationError
-        On invalid maps (see :func:`swig_lib.io.validate_maps`).
+        On invalid maps (see :func:`swig_lib.core.io.validate_maps`).
     """
     inputs = (pd, t1, t2) if mask is None else (pd, t1, t2, mask)
     if all(isinstance(x, (str, os.PathLike)) for x in inputs):
@@ -500,10 +504,9 @@ def dataset_folder(settings: DataSettings, root: PathLike = "data") -> Path:
 
 
 def code_fingerprint() -> dict[str, str]:
-    """SHA-256 of the source of each of :data:`DATA_MODULES`, by file name."""
+    """SHA-256 of the source of each of :data:`DATA_MODULES`, by path inside the package."""
     package = resources.files("swig_lib")
-    return {f"{name}.py": hashlib.sha256(package.joinpath(f"{name}.py").read_bytes()).hexdigest()
-            for name in DATA_MODULES}
+    return {name: hashlib.sha256(package.joinpath(name).read_bytes()).hexdigest() for name in DATA_MODULES}
 
 
 def check_dataset(folder: Path, settings: DataSettings) -> str | None:
@@ -555,7 +558,7 @@ def build_dataset(profile: dict[str, Any], root: PathLike = "data", force: bool 
     Parameters
     ----------
     profile : dict
-        A profile (:func:`swig_lib.config.load_profile`) with a ``data`` section.
+        A profile (:func:`swig_lib.experiments.config.load_profile`) with a ``data`` section.
     root : str or PathLike
         Data root; the dataset goes to ``<root>/<data.dataset>``.
     force : bool
@@ -728,7 +731,7 @@ class Dataset:
         """Re-draw the anatomy of ``sid`` from its seed: tissue fractions, tissue values, HR maps.
 
         Nothing of it is stored but Q_h; the subject is defined on the whole template grid
-        (:func:`~swig_lib.anatomy.subject_anatomy`), so any axial slices can be drawn, and on the
+        (:func:`~swig_lib.experiments.subjects.anatomy.subject_anatomy`), so any axial slices can be drawn, and on the
         stored ones the maps equal :meth:`reference` up to float rounding. For figures and checks.
 
         Parameters
@@ -806,7 +809,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 def _main(args: argparse.Namespace) -> int:
     """Entry point of ``swig data``."""
-    from .config import load_profile
+    from swig_lib.experiments.config import load_profile
 
     profile = load_profile(args.profile)
     folder, reused = build_dataset(profile, args.root, force=args.force, progress=not args.no_progress,

@@ -16,11 +16,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from swig_lib.experiments.config import PROFILES, load_profile
-from swig_lib.experiments.evaluation import write_csv
-from swig_lib.experiments.inference import predict_volume
 from swig_lib.core.losses import lowpass_matrix, swig_loss
 from swig_lib.core.models import SwigResNet
+from swig_lib.experiments.config import PROFILES, load_profile
+from swig_lib.experiments.evaluation.evaluate import write_csv
+from swig_lib.experiments.inference import predict_volume
 
 
 def _sync(device: torch.device) -> None:

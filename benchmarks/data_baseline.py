@@ -27,8 +27,13 @@ from typing import Any
 import numpy as np
 
 from swig_lib.experiments.config import load_profile
-from swig_lib.experiments.subjects.dataset import build_dataset, folder_size, load_dataset
-from swig_lib.core.metrics import PAPER_BASELINE, baseline_metrics, mean_sd
+from swig_lib.experiments.evaluation.ranking import baseline_metrics, mean_sd
+from swig_lib.experiments.subjects.dataset import (
+    build_dataset,
+    folder_size,
+    load_dataset,
+)
+from swig_lib.paper import BASELINE as PAPER_BASELINE
 
 MAPS = ("PD", "T1", "T2")
 

@@ -19,7 +19,7 @@ from swig_lib.experiments.config import PROFILES, load_profile
 
 #: Modules that register a sub-command, in the order ``swig --help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
-    "experiments.subjects.dataset", "book.reproduce", "experiments.training", "experiments.evaluation",
+    "experiments.subjects.dataset", "book.reproduce", "experiments.training.loop", "experiments.evaluation.evaluate",
     "experiments.inference",
 )
 

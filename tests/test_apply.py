@@ -7,15 +7,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _phantom import FakeDataset, make_subject, tiny_profile
 
 from swig_lib.cli import main
-from swig_lib.experiments.evaluation import evaluate
-from swig_lib.experiments.inference import OUTPUT_FILES, apply_files, load_model, predict_volume
 from swig_lib.core.io import DataValidationError, save_nifti
 from swig_lib.core.models import SwigResNet, zscore_guide
-from swig_lib.experiments.training import CheckpointError, train_variant
-
-from _phantom import FakeDataset, make_subject, tiny_profile
+from swig_lib.experiments.evaluation.evaluate import evaluate
+from swig_lib.experiments.inference import (
+    OUTPUT_FILES,
+    apply_files,
+    load_model,
+    predict_volume,
+)
+from swig_lib.experiments.training.checkpoints import CheckpointError
+from swig_lib.experiments.training.loop import train_variant
 
 PROFILE = {
     **tiny_profile(),

@@ -9,14 +9,14 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
-
 from _phantom import FakeDataset
+
+from swig_lib.core.io import DataValidationError, save_nifti
+from swig_lib.core.models import SwigResNet
 from swig_lib.experiments.crossseq import evaluate as xs
 from swig_lib.experiments.crossseq import figures as crossseq_figures
 from swig_lib.experiments.crossseq.acquisition import image_protocols, synthesize
-from swig_lib.core.io import DataValidationError, save_nifti
-from swig_lib.core.models import SwigResNet
-from swig_lib.experiments.training import CHECKPOINT_FORMAT, save_checkpoint
+from swig_lib.experiments.training.checkpoints import CHECKPOINT_FORMAT, save_checkpoint
 
 matplotlib.use("Agg")
 

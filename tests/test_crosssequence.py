@@ -7,6 +7,7 @@ import pytest
 import torch
 from scipy.ndimage import binary_erosion
 
+from swig_lib.core.epg import Segment
 from swig_lib.experiments.crossseq.sequence import (
     PROTOCOLS,
     AcquisitionSettings,
@@ -14,7 +15,6 @@ from swig_lib.experiments.crossseq.sequence import (
     simulate_acquisition,
     simulate_protocols,
 )
-from swig_lib.core.epg import Segment
 
 #: label: (PD a.u., T1 ms, T2 ms)
 TISSUES = {1: (70.0, 600.0, 80.0), 2: (80.0, 1000.0, 100.0), 3: (100.0, 4000.0, 2000.0)}

@@ -10,12 +10,16 @@ import numpy as np
 import pytest
 import torch
 
+from swig_lib.cli import main as cli_main
+from swig_lib.core.io import DataValidationError
+from swig_lib.experiments.config import load_profile
 from swig_lib.experiments.subjects import anatomy
 from swig_lib.experiments.subjects import dataset as data
-from swig_lib.experiments.subjects.anatomy import MAP_MAX, TISSUE_VALUES, AnatomySettings
-from swig_lib.cli import main as cli_main
-from swig_lib.experiments.config import load_profile
-from swig_lib.core.io import DataValidationError
+from swig_lib.experiments.subjects.anatomy import (
+    MAP_MAX,
+    TISSUE_VALUES,
+    AnatomySettings,
+)
 
 
 def _tiny(**overrides: object) -> dict:

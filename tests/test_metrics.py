@@ -8,7 +8,10 @@ import pytest
 import torch
 from scipy import stats
 
+from swig_lib import paper
 from swig_lib.core import metrics as m
+from swig_lib.experiments.evaluation import ablation as ab
+from swig_lib.experiments.evaluation import ranking as rk
 
 
 def _phantom(n: int = 48, seed: int = 0) -> np.ndarray:
@@ -240,29 +243,29 @@ class _FakeDataset:
 
 def test_region_metrics_brain_and_interior():
     pred, ref, mask = _volume()
-    rows = m.region_metrics(np.stack([pred] * 3), np.stack([ref] * 3), mask, interior_voxels=4)
+    rows = rk.region_metrics(np.stack([pred] * 3), np.stack([ref] * 3), mask, interior_voxels=4)
     assert [(r["region"], r["map"]) for r in rows] == [
-        (region, name) for region in m.REGIONS for name in ("PD", "T1", "T2")
+        (region, name) for region in rk.REGIONS for name in ("PD", "T1", "T2")
     ]
     interior = m.slice_metrics(pred, ref, mask, interior_voxels=4)
     assert rows[3]["hfen"] == pytest.approx(interior["hfen"]) and rows[3]["n_slices"] == 4
     assert rows[0]["n_slices"] == 5
-    assert {r["region"] for r in m.region_metrics(pred[None], ref[None], mask, 0, ("PD",))} == {"brain"}
+    assert {r["region"] for r in rk.region_metrics(pred[None], ref[None], mask, 0, ("PD",))} == {"brain"}
 
 
 def test_baseline_metrics_and_mean_sd():
-    table = m.baseline_metrics(_FakeDataset(), "test", interior_voxels=4)
-    assert len(table) == 2 * 2 * 3 and set(table["model"]) == {m.BASELINE}
-    summary = m.mean_sd(table, by=("region", "map"))
+    table = rk.baseline_metrics(_FakeDataset(), "test", interior_voxels=4)
+    assert len(table) == 2 * 2 * 3 and set(table["model"]) == {rk.BASELINE}
+    summary = rk.mean_sd(table, by=("region", "map"))
     pd_brain = table[(table["map"] == "PD") & (table["region"] == "brain")]["ssim"]
     assert summary.loc[("brain", "PD"), "ssim_mean"] == pytest.approx(pd_brain.mean())
     assert summary.loc[("brain", "PD"), "ssim_sd"] == pytest.approx(pd_brain.std(ddof=1))
     assert (summary["n"] == 2).all()
     with pytest.raises(ValueError, match="no subjects"):
-        m.baseline_metrics(_FakeDataset(), "train")
+        rk.baseline_metrics(_FakeDataset(), "train")
     with pytest.raises(ValueError, match="lacks"):
-        m.mean_sd(table, by=("nonsense",))
-    assert m.PAPER_BASELINE[("ssim", "T2")] == (0.98, 0.005)
+        rk.mean_sd(table, by=("nonsense",))
+    assert paper.BASELINE[("ssim", "T2")] == (0.98, 0.005)
 
 
 # --- statistics -----------------------------------------------------------------------------------
@@ -270,21 +273,21 @@ def test_baseline_metrics_and_mean_sd():
 
 def test_mean_ci_hand_computed():
     # values 1..5: mean 3, s = sqrt(2.5), t_{0.975,4} = 2.7764451
-    mean, lo, hi = m.mean_ci([1, 2, 3, 4, 5])
+    mean, lo, hi = rk.mean_ci([1, 2, 3, 4, 5])
     half = 2.7764451051977987 * np.sqrt(2.5) / np.sqrt(5)
     assert (mean, lo, hi) == pytest.approx((3.0, 3.0 - half, 3.0 + half), rel=1e-12)
-    mean90, lo90, _ = m.mean_ci([1, 2, 3, 4, 5], level=0.9)
+    mean90, lo90, _ = rk.mean_ci([1, 2, 3, 4, 5], level=0.9)
     assert lo90 == pytest.approx(3.0 - stats.t.ppf(0.95, 4) * np.sqrt(0.5), rel=1e-12)
-    assert m.mean_ci([0.7]) == (0.7, 0.7, 0.7)
+    assert rk.mean_ci([0.7]) == (0.7, 0.7, 0.7)
     with pytest.raises(ValueError):
-        m.mean_ci([])
+        rk.mean_ci([])
 
 
 def test_percent_change():
-    assert m.percent_change(1.1, 1.0) == pytest.approx(10.0)
-    assert m.percent_change(0.45, 0.9) == pytest.approx(-50.0)
+    assert rk.percent_change(1.1, 1.0) == pytest.approx(10.0)
+    assert rk.percent_change(0.45, 0.9) == pytest.approx(-50.0)
     with pytest.raises(ValueError, match="baseline"):
-        m.percent_change(1.0, 0.0)
+        rk.percent_change(1.0, 0.0)
 
 
 # --- Table III ranking ----------------------------------------------------------------------------
@@ -293,11 +296,11 @@ PAPER_MODELS = ["M1++", "M2++", "M12++", "M12-+"]
 
 
 def test_paper_table3_layout():
-    table = m.paper_table3()
+    table = rk.paper_table3()
     assert list(table.columns) == PAPER_MODELS
     assert table.shape == (7, 4)
     assert table.loc[("HFEN", "PD"), "M12++"] == -55.06
-    assert table.loc[m.TOTAL_ROW].tolist() == [17, 15, 9, 19]
+    assert table.loc[rk.TOTAL_ROW].tolist() == [17, 15, 9, 19]
 
 
 def test_rank_percent_on_paper_numbers():
@@ -306,11 +309,11 @@ def test_rank_percent_on_paper_numbers():
     The paper prints 17/15/9/19: not reproducible from its own percentages with any tie rule
     (there are no ties); both versions sum to 60 and select M12++. See paper_table3's docstring.
     """
-    paper = m.paper_table3()
-    ranking = m.rank_percent(paper.iloc[:6])
+    paper = rk.paper_table3()
+    ranking = rk.rank_percent(paper.iloc[:6])
     assert ranking.selected == "M12++"
     assert ranking.total.tolist() == [18.0, 15.0, 8.0, 19.0]
-    assert ranking.total.sum() == paper.loc[m.TOTAL_ROW].sum() == 60
+    assert ranking.total.sum() == paper.loc[rk.TOTAL_ROW].sum() == 60
     assert ranking.ranks.loc[("HFEN", "T2")].tolist() == [4.0, 1.0, 2.0, 3.0]
     assert ranking.to_table().index.equals(paper.index)
 
@@ -336,20 +339,20 @@ def _long_table_from_percent(percent: pd.DataFrame, n_subjects: int = 5) -> pd.D
 
 
 def test_rank_models_reproduces_percent_and_ranks_from_means():
-    paper = m.paper_table3().iloc[:6]
+    paper = rk.paper_table3().iloc[:6]
     table = _long_table_from_percent(paper)
-    ranking = m.rank_models(table, baseline="Q_l")
+    ranking = rk.rank_models(table, baseline="Q_l")
     np.testing.assert_allclose(ranking.percent.loc[paper.index, PAPER_MODELS], paper, atol=1e-9)
     # Ranking by % change equals ranking by means when the baseline is shared.
     means = ranking.means[PAPER_MODELS]
     sign = np.where(means.index.get_level_values("metric") == "SSIM", 1.0, -1.0)
     by_means = means.mul(sign, axis=0).rank(axis=1, ascending=False)
     pd.testing.assert_frame_equal(ranking.ranks, by_means)
-    pd.testing.assert_frame_equal(ranking.ranks, m.rank_percent(paper).ranks, check_names=False)
+    pd.testing.assert_frame_equal(ranking.ranks, rk.rank_percent(paper).ranks, check_names=False)
     assert ranking.selected == "M12++"
     assert ranking.total.tolist() == [18.0, 15.0, 8.0, 19.0]
     assert ranking.means.loc[("SSIM", "PD"), "Q_l"] == pytest.approx(0.9)
-    per_subject = m.rank_models(table, baseline="Q_l", percent_mode="per_subject")
+    per_subject = rk.rank_models(table, baseline="Q_l", percent_mode="per_subject")
     np.testing.assert_allclose(per_subject.percent, ranking.percent, atol=1e-9)  # exact scaling
 
 
@@ -358,26 +361,26 @@ def test_rank_models_ties_share_average_rank_and_tie_break():
         {"A": [1.0, -10.0], "B": [1.0, -12.0], "C": [0.5, -20.0]},
         index=pd.MultiIndex.from_tuples([("SSIM", "PD"), ("HFEN", "PD")]),
     )
-    ranking = m.rank_percent(percent)
+    ranking = rk.rank_percent(percent)
     assert ranking.ranks.loc[("SSIM", "PD")].tolist() == [1.5, 1.5, 3.0]
     assert ranking.total.tolist() == [4.5, 3.5, 4.0]
     assert ranking.selected == "B"
-    tied = m.rank_percent(pd.DataFrame({"A": [2.0, -1.0], "B": [1.0, -5.0]}, index=percent.index))
+    tied = rk.rank_percent(pd.DataFrame({"A": [2.0, -1.0], "B": [1.0, -5.0]}, index=percent.index))
     assert tied.total.tolist() == [3.0, 3.0]
     assert tied.selected == "B"  # summed gain: A 2 + 1 = 3, B 1 + 5 = 6
 
 
 def test_rank_models_errors():
-    table = _long_table_from_percent(m.paper_table3().iloc[:6])
+    table = _long_table_from_percent(rk.paper_table3().iloc[:6])
     with pytest.raises(ValueError, match="baseline"):
-        m.rank_models(table, baseline="Q_x")
+        rk.rank_models(table, baseline="Q_x")
     with pytest.raises(ValueError, match="lacks column"):
-        m.rank_models(table.drop(columns="hfen"))
+        rk.rank_models(table.drop(columns="hfen"))
     incomplete = table.drop(index=table.index[(table["model"] == "M2++")][:1])
     with pytest.raises(ValueError, match="M2\\+\\+"):
-        m.rank_models(incomplete)
+        rk.rank_models(incomplete)
     with pytest.raises(ValueError, match="duplicate"):
-        m.rank_models(pd.concat([table, table.iloc[:1]]))
+        rk.rank_models(pd.concat([table, table.iloc[:1]]))
 
 
 # --- ablation helpers (notebook 03) ---------------------------------------------------------------
@@ -388,44 +391,44 @@ def test_median_subject_lower_median_over_maps():
             for i, v in enumerate([0.90, 0.70, 0.80, 0.95]) for name in ("PD", "T1")]
     rows += [("Q_l", "s0", "PD", "interior", 0.1, 0.3), ("M12++", "s1", "PD", "brain", 0.99, 0.1)]
     table = pd.DataFrame(rows, columns=["model", "subject", "map", "region", "ssim", "hfen"])
-    assert m.median_subject(table) == "s2"  # order 0.70 (s1), 0.80 (s2), 0.90, 0.95: lower median
-    assert m.median_subject(table, metric="hfen") == "s1"  # all tie: table order, lower median
+    assert ab.median_subject(table) == "s2"  # order 0.70 (s1), 0.80 (s2), 0.90, 0.95: lower median
+    assert ab.median_subject(table, metric="hfen") == "s1"  # all tie: table order, lower median
     with pytest.raises(ValueError, match="no rows"):
-        m.median_subject(table, model="M2++")
+        ab.median_subject(table, model="M2++")
 
 
 def test_median_slice_picks_the_median_slice():
     ref = np.stack([np.stack([REF] * 5, axis=-1)] * 2)
     noise = np.random.default_rng(3).normal(0, 1, ref.shape) * np.array([0, 40, 10, 20, 30])
     mask = np.stack([MASK] * 5, axis=-1)
-    z, frame = m.median_slice(ref + noise, ref, mask, names=("T1", "T2"))
+    z, frame = ab.median_slice(ref + noise, ref, mask, names=("T1", "T2"))
     assert list(frame.index) == [0, 1, 2, 3, 4] and list(frame.columns) == ["T1", "T2", "mean"]
     assert z == 3  # noise levels 0, 40, 10, 20, 30: SSIM order 0 > 2 > 3 > 4 > 1, median slice 3
-    z_sub, frame_sub = m.median_slice(ref + noise, ref, mask, slices=[1, 2], names=("T1", "T2"))
+    z_sub, frame_sub = ab.median_slice(ref + noise, ref, mask, slices=[1, 2], names=("T1", "T2"))
     assert z_sub == 1 and list(frame_sub.index) == [1, 2]  # lower median of two: the worse one
     with pytest.raises(ValueError, match="metric"):
-        m.median_slice(ref, ref, mask, metric="psnr", names=("T1", "T2"))
+        ab.median_slice(ref, ref, mask, metric="psnr", names=("T1", "T2"))
 
 
 def test_table3_comparison_layout_and_paper_totals():
-    paper = m.paper_table3()
-    ours = m.rank_percent(paper.iloc[:6][["M12++", "M1++"]] * 0.5)
-    table = m.table3_comparison(ours)
+    paper = rk.paper_table3()
+    ours = rk.rank_percent(paper.iloc[:6][["M12++", "M1++"]] * 0.5)
+    table = ab.table3_comparison(ours)
     assert list(table.columns.get_level_values(0)[::2]) == ["M1++", "M12++"]  # paper order
     assert table.loc[("SSIM", "PD"), ("M12++", "paper")] == "+4.32 (1)"
     assert table.loc[("SSIM", "PD"), ("M12++", "this run")] == "+2.16 (1)"
-    assert table.loc[m.TOTAL_ROW, ("M12++", "paper")] == "9 (8)"
-    assert table.loc[m.TOTAL_ROW, ("M1++", "paper")] == "17 (18)"
-    assert table.loc[m.TOTAL_ROW, ("M12++", "this run")] == "6"  # best in all six rows
+    assert table.loc[rk.TOTAL_ROW, ("M12++", "paper")] == "9 (8)"
+    assert table.loc[rk.TOTAL_ROW, ("M1++", "paper")] == "17 (18)"
+    assert table.loc[rk.TOTAL_ROW, ("M12++", "this run")] == "6"  # best in all six rows
 
 
 def test_ablation_claims_on_the_papers_own_numbers():
-    percent = m.paper_table3().iloc[:6].copy()
-    claims = m.ablation_claims(percent)
+    percent = rk.paper_table3().iloc[:6].copy()
+    claims = ab.ablation_claims(percent)
     assert claims["agrees"].all() and len(claims) == 7
     percent["M12--"] = -50.0
     percent.loc[("SSIM", "T1"), "M12-+"] = +0.5
-    claims = m.ablation_claims(percent)
+    claims = ab.ablation_claims(percent)
     assert len(claims) == 8 and claims["agrees"].sum() == 7  # only the M12-+ T1 row fails
     with pytest.raises(ValueError, match="ranked model"):
-        m.ablation_claims(percent.drop(columns="M2++"))
+        ab.ablation_claims(percent.drop(columns="M2++"))

@@ -6,6 +6,7 @@ import time
 
 import pytest
 import torch
+from _phantom import FakeDataset
 
 from swig_lib.core.losses import lowpass_matrix
 from swig_lib.core.models import (
@@ -15,9 +16,10 @@ from swig_lib.core.models import (
     receptive_radius,
     zscore_guide,
 )
-from swig_lib.experiments.training import VARIANTS, batch_loss, prepare_data, seed_everything
-
-from _phantom import FakeDataset
+from swig_lib.experiments.training.checkpoints import seed_everything
+from swig_lib.experiments.training.loop import batch_loss
+from swig_lib.experiments.training.variants import VARIANTS
+from swig_lib.experiments.training.windows import prepare_data
 
 SCALE = [75.0, 1100.0, 130.0]
 

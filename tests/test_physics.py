@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from swig_lib.core import physics
-from swig_lib.core.protocols import FlairProtocol, GUIDE_PROTOCOLS, IRSPGRProtocol, QMRIProtocol, SpinEchoProtocol
+from swig_lib.core.protocols import (
+    GUIDE_PROTOCOLS,
+    FlairProtocol,
+    IRSPGRProtocol,
+    QMRIProtocol,
+    SpinEchoProtocol,
+)
 
 E = math.exp(1.0)
 # White matter, grey matter, CSF at 1.5 T (PD a.u., T1 ms, T2 ms): used for contrast ordering only.

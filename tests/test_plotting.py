@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from swig_lib.experiments import plotting as p  # noqa: E402
-from swig_lib.core.metrics import mean_ci  # noqa: E402
+from swig_lib.experiments.evaluation.ranking import mean_ci  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

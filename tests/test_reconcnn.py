@@ -7,10 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from _phantom import FakeDataset
-from swig_lib.experiments.crossseq.sequence import AcquisitionSettings
-from swig_lib.experiments.inference import load_model, predict_volume
+
 from swig_lib.core.models import SwigResNet
 from swig_lib.experiments.crossseq.reconcnn import (
     ReconSettings,
@@ -19,7 +17,9 @@ from swig_lib.experiments.crossseq.reconcnn import (
     train_recon_cnn,
     training_slices,
 )
-from swig_lib.experiments.training import load_checkpoint
+from swig_lib.experiments.crossseq.sequence import AcquisitionSettings
+from swig_lib.experiments.inference import load_model, predict_volume
+from swig_lib.experiments.training.checkpoints import load_checkpoint
 
 MODEL = {"width": 8, "n_blocks": 2, "first_kernel": 3, "last_kernel": 3}
 ACQUISITION = AcquisitionSettings(n_t1=40, n_t2=40)

@@ -8,27 +8,30 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _phantom import FakeDataset, tiny_profile
 
 from swig_lib.experiments.config import load_profile
-from swig_lib.experiments.training import (
+from swig_lib.experiments.training.checkpoints import (
     LOG_COLUMNS,
-    VARIANTS,
     CheckpointError,
+    checkpoint_paths,
+    load_checkpoint,
+    model_from_checkpoint,
+)
+from swig_lib.experiments.training.loop import (
     balanced_alpha,
     batch_loss,
     crop_phi,
-    checkpoint_paths,
+    train_variant,
+)
+from swig_lib.experiments.training.variants import VARIANTS
+from swig_lib.experiments.training.windows import (
     dilate,
-    load_checkpoint,
-    model_from_checkpoint,
     prepare_data,
     select_slices,
-    train_variant,
     window_indices,
     window_size,
 )
-
-from _phantom import FakeDataset, tiny_profile
 
 PROFILE = tiny_profile(seed=3, epochs=2)
 

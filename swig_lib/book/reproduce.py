@@ -38,9 +38,14 @@ import torch
 from traitlets.config import Config
 
 from swig_lib import __version__
-from swig_lib.experiments.config import PROFILES, load_profile
+from swig_lib.book.notebook import (
+    PARAMETERS,
+    describe_device,
+    git_state,
+    resolve_device,
+)
 from swig_lib.core.io import atomic_write_json
-from swig_lib.book.notebook import PARAMETERS, describe_device, git_state, resolve_device
+from swig_lib.experiments.config import PROFILES, load_profile
 
 #: The Jupyter kernel that runs the notebooks (ipykernel's, of the running interpreter).
 KERNEL_NAME = "python3"

@@ -20,7 +20,7 @@ The network predicts a residual r (3 channels) in the *softplus domain* of the s
   returns Q_l exactly (wherever Q_l/s ≥ ε): training starts from the measurement, not from noise,
   and only has to learn a correction (sharper edges, the LR fit's bias at the brain rim). It also
   makes the α rule well defined (L_l and L_h of the untrained model are those of Q_l,
-  :func:`swig_lib.experiments.training.balanced_alpha`). Gradients reach the earlier layers from the second
+  :func:`swig_lib.experiments.training.loop.balanced_alpha`). Gradients reach the earlier layers from the second
   step on (after the first update of the last layer).
 * **Additive where it matters**: softplus(u) ≈ u for u ≳ 3, so for tissue values (Q_l/s ~ 0.5-15)
   r acts as an additive correction in units of the training mean: edges are sums, and the

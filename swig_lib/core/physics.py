@@ -16,7 +16,12 @@ import math
 import torch
 from torch import Tensor
 
-from swig_lib.core.protocols import FlairProtocol, IRSPGRProtocol, QMRIProtocol, SpinEchoProtocol
+from swig_lib.core.protocols import (
+    FlairProtocol,
+    IRSPGRProtocol,
+    QMRIProtocol,
+    SpinEchoProtocol,
+)
 
 #: Smallest relaxation time used inside the signal equations, ms.
 MIN_RELAXATION_MS = 1e-3

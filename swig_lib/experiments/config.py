@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import tomllib
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any
+
+import tomllib
 
 PROFILES = ("smoke", "quick", "paper")
 

@@ -23,14 +23,18 @@ import torch
 from tqdm.auto import tqdm
 
 from swig_lib.cli import parse_device
-from swig_lib.core.io import DataValidationError, load_guides, load_qmri_maps, save_nifti
+from swig_lib.core.io import (
+    DataValidationError,
+    load_guides,
+    load_qmri_maps,
+    save_nifti,
+)
 from swig_lib.core.models import MAP_NAMES, SwigResNet, zscore_guide
-from swig_lib.experiments.training import (
-    brain_extent,
+from swig_lib.experiments.training.checkpoints import (
     load_checkpoint,
     model_from_checkpoint,
-    window_indices,
 )
+from swig_lib.experiments.training.windows import brain_extent, window_indices
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> SwigResNet:
@@ -38,7 +42,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> SwigResN
 
     Raises
     ------
-    FileNotFoundError, swig_lib.experiments.training.CheckpointError
+    FileNotFoundError, swig_lib.experiments.training.checkpoints.CheckpointError
         For a missing or unusable file (the message names it and the fix).
     """
     return model_from_checkpoint(load_checkpoint(path), device)

@@ -21,7 +21,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
-from swig_lib.core.metrics import BASELINE, mean_ci, to_numpy
+from swig_lib.core.metrics import to_numpy
+from swig_lib.experiments.evaluation.ranking import BASELINE, mean_ci
 
 MAP_WINDOWS: dict[str, tuple[float, float]] = {
     "PD": (0.0, 120.0),
@@ -180,7 +181,7 @@ def plot_subject_metrics(
     models : sequence of str, optional
         Other models in drawing order; default: order of first appearance in ``df``.
     level : float
-        Confidence level of the Student-t interval of the mean (:func:`~swig_lib.core.metrics.mean_ci`).
+        Confidence level of the Student-t interval of the mean (:func:`~swig_lib.experiments.evaluation.ranking.mean_ci`).
     jitter : float
         Half-width of the uniform horizontal jitter of the subject points (x units).
     seed : int
@@ -495,14 +496,14 @@ def plot_baseline(
     ----------
     table : pandas.DataFrame
         Long table with columns ``subject``, ``map``, ``region`` and the ``metrics`` (one row per
-        subject, map and region), e.g. from :func:`swig_lib.core.metrics.baseline_metrics`.
+        subject, map and region), e.g. from :func:`swig_lib.experiments.evaluation.ranking.baseline_metrics`.
     metrics : sequence of str
         One panel per metric.
     maps : sequence of str
         Maps along the horizontal axis.
     paper : mapping, optional
         ``(metric, map) -> (mean, sd)`` values to mark for comparison (e.g.
-        :data:`swig_lib.core.metrics.PAPER_BASELINE`), drawn as black diamonds with ±sd bars.
+        :data:`swig_lib.paper.BASELINE`), drawn as black diamonds with ±sd bars.
     jitter : float
         Half-width of the horizontal jitter of the subject points.
     seed : int
@@ -562,7 +563,7 @@ def load_training_logs(folder: Any, variants: Sequence[str]) -> dict[str, pd.Dat
     Returns
     -------
     dict of str to pandas.DataFrame
-        One log per variant, in the given order (columns of :data:`swig_lib.experiments.training.LOG_COLUMNS`).
+        One log per variant, in the given order (columns of :data:`swig_lib.experiments.training.checkpoints.LOG_COLUMNS`).
     """
     from pathlib import Path
 

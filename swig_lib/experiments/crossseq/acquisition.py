@@ -29,9 +29,14 @@ import numpy as np
 import torch
 
 from swig_lib.core import physics
-from swig_lib.experiments.subjects.anatomy import TISSUE_VALUES
+from swig_lib.core.protocols import (
+    GUIDE_PROTOCOLS,
+    FlairProtocol,
+    IRSPGRProtocol,
+    SpinEchoProtocol,
+)
 from swig_lib.experiments.config import check_known_fields
-from swig_lib.core.protocols import GUIDE_PROTOCOLS, FlairProtocol, IRSPGRProtocol, SpinEchoProtocol
+from swig_lib.experiments.subjects.anatomy import TISSUE_VALUES
 
 #: The acquired weighted images, in the order of their random streams.
 IMAGE_NAMES: tuple[str, str, str] = ("T1w", "T2w", "FLAIR")

@@ -55,18 +55,8 @@ import torch
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from swig_lib.experiments.crossseq.acquisition import (
-    IMAGE_NAMES,
-    ImageSettings,
-    WeightedProtocol,
-    acquire_images,
-    image_protocols,
-    synthesize,
-)
-from swig_lib.experiments.crossseq.sequence import AcquisitionSettings, simulate_protocols
-from swig_lib.experiments.subjects.dataset import TISSUE_LABELS, torch_threads, load_dataset
-from swig_lib.experiments.evaluation import write_csv
-from swig_lib.experiments.inference import load_model, predict_volume
+from swig_lib import paper
+from swig_lib.book.reproduce import package_fingerprint
 from swig_lib.core.io import (
     DataValidationError,
     PathLike,
@@ -80,12 +70,39 @@ from swig_lib.core.io import (
     load_qmri_maps,
     sha256,
 )
-from swig_lib.core.metrics import map_metrics, mean_sd, slice_metrics
+from swig_lib.core.metrics import map_metrics, slice_metrics
 from swig_lib.core.models import MAP_NAMES, SwigResNet
 from swig_lib.core.protocols import FlairProtocol
-from swig_lib.experiments.crossseq.reconcnn import RECON_NAME, ReconSettings, subject_seed, train_recon_cnn
-from swig_lib.book.reproduce import package_fingerprint
-from swig_lib.experiments.training import VARIANTS, checkpoint_paths, select_slices, train_variant
+from swig_lib.experiments.crossseq.acquisition import (
+    IMAGE_NAMES,
+    ImageSettings,
+    WeightedProtocol,
+    acquire_images,
+    image_protocols,
+    synthesize,
+)
+from swig_lib.experiments.crossseq.reconcnn import (
+    RECON_NAME,
+    ReconSettings,
+    subject_seed,
+    train_recon_cnn,
+)
+from swig_lib.experiments.crossseq.sequence import (
+    AcquisitionSettings,
+    simulate_protocols,
+)
+from swig_lib.experiments.evaluation.evaluate import write_csv
+from swig_lib.experiments.evaluation.ranking import mean_sd
+from swig_lib.experiments.inference import load_model, predict_volume
+from swig_lib.experiments.subjects.dataset import (
+    TISSUE_LABELS,
+    load_dataset,
+    torch_threads,
+)
+from swig_lib.experiments.training.checkpoints import checkpoint_paths
+from swig_lib.experiments.training.loop import train_variant
+from swig_lib.experiments.training.variants import VARIANTS
+from swig_lib.experiments.training.windows import select_slices
 
 #: Quality levels of the cross-sequence validation, in table order.
 PROTOCOLS: tuple[str, str, str] = ("Acq1", "Acq5", RECON_NAME)
@@ -116,20 +133,6 @@ TEST_STREAM, IMAGE_STREAM = 2, 3
 #: sulcal CSF (near the brain surface) from the ventricles.
 ZOOM_SIZE, SULCAL_DEPTH_MM = 40, 12.0
 
-_PAPER_TABLE2: dict[tuple[str, str], tuple[tuple[float, float], ...]] = {
-    # (protocol, contrast): SSIM from Q_l, SSIM from Q̂_h, HFEN from Q_l, HFEN from Q̂_h (mean, sd)
-    ("Acq1", "T1w"): ((0.83, 0.04), (0.94, 0.02), (0.72, 0.07), (0.32, 0.04)),
-    ("Acq1", "T2w"): ((0.79, 0.07), (0.88, 0.09), (0.83, 0.08), (0.25, 0.04)),
-    ("Acq1", "FLAIR"): ((0.71, 0.08), (0.74, 0.08), (1.17, 0.06), (1.13, 0.12)),
-    ("Acq5", "T1w"): ((0.84, 0.04), (0.94, 0.02), (0.71, 0.08), (0.32, 0.04)),
-    ("Acq5", "T2w"): ((0.75, 0.08), (0.88, 0.09), (1.04, 0.06), (0.25, 0.04)),
-    ("Acq5", "FLAIR"): ((0.69, 0.09), (0.74, 0.08), (1.34, 0.05), (1.10, 0.12)),
-    (RECON_NAME, "T1w"): ((0.87, 0.03), (0.94, 0.02), (0.66, 0.07), (0.46, 0.08)),
-    (RECON_NAME, "T2w"): ((0.63, 0.12), (0.85, 0.10), (1.38, 0.11), (0.35, 0.06)),
-    (RECON_NAME, "FLAIR"): ((0.70, 0.09), (0.75, 0.07), (1.54, 0.14), (1.24, 0.08)),
-}
-
-
 def paper_table2() -> pd.DataFrame:
     """Table II of the paper as data: SSIM and HFEN of synthesised vs acquired in-vivo images.
 
@@ -145,7 +148,7 @@ def paper_table2() -> pd.DataFrame:
         (``ssim``, ``hfen``), mean, sd.
     """
     rows = []
-    for (protocol, contrast), values in _PAPER_TABLE2.items():
+    for (protocol, contrast), values in paper.TABLE2.items():
         cells = zip((("ssim", "Q_l"), ("ssim", "SR"), ("hfen", "Q_l"), ("hfen", "SR")), values)
         for (metric, source), (mean, sd) in cells:
             rows.append({"protocol": protocol, "contrast": contrast, "source": source,
@@ -163,7 +166,7 @@ class CrossSequenceSettings:
         Test subjects used, the first ones of the split (0 = all).
     slice_stride : int
         Every n-th of the stored slices whose brain area is at least ``min_brain_fraction`` of the
-        largest (:func:`swig_lib.experiments.training.select_slices`).
+        largest (:func:`swig_lib.experiments.training.windows.select_slices`).
     min_brain_fraction : float
         See ``slice_stride``.
     intensity_match : {"affine", "none"}

@@ -11,12 +11,15 @@ against the acquired image (synthesised images).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from swig_lib.core.metrics import hfen, ssim
+from swig_lib.core.models import MAP_NAMES
 from swig_lib.experiments.crossseq.evaluate import (
     PROTOCOL_LABELS,
     REFERENCE,
@@ -26,9 +29,12 @@ from swig_lib.experiments.crossseq.evaluate import (
     sulcal_csf,
     zoom_window,
 )
-from swig_lib.core.metrics import hfen, ssim
-from swig_lib.core.models import MAP_NAMES
-from swig_lib.experiments.plotting import BASELINE_COLOR, MODEL_COLOR, orient_axial, show_map_grid
+from swig_lib.experiments.plotting import (
+    BASELINE_COLOR,
+    MODEL_COLOR,
+    orient_axial,
+    show_map_grid,
+)
 
 
 def _protocols(example: Example) -> list[str]:

@@ -15,7 +15,7 @@ reconstruction, a CNN trained with supervision on HR references. Our analogue is
       L = mean_{brain voxels, maps m} ((Q̂_m − Q_h,m) / s_m)²
 
 Training reuses :mod:`swig_lib.experiments.training`: its epoch loop and learning-rate schedule
-(:func:`~swig_lib.experiments.training.run_epoch`, :func:`~swig_lib.experiments.training.lr_factor`), seeding, crop windows and checkpoint
+(:func:`~swig_lib.experiments.training.loop.run_epoch`, :func:`~swig_lib.experiments.training.loop.lr_factor`), seeding, crop windows and checkpoint
 format, so :func:`swig_lib.experiments.inference.load_model` and
 :func:`~swig_lib.experiments.inference.predict_volume` read and apply the model like any SWIG model. The
 checkpoint records what it was trained with (:func:`recon_key`) and :func:`train_recon_cnn` reuses
@@ -36,20 +36,25 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from swig_lib.experiments.crossseq.sequence import AcquisitionSettings, simulate_protocols
-from swig_lib.experiments.config import check_known_fields
-from swig_lib.experiments.subjects.dataset import torch_threads
 from swig_lib.core.losses import LossTerms
 from swig_lib.core.models import SwigResNet, masked_channel_means, receptive_radius
-from swig_lib.experiments.training import (
+from swig_lib.experiments.config import check_known_fields
+from swig_lib.experiments.crossseq.sequence import (
+    AcquisitionSettings,
+    simulate_protocols,
+)
+from swig_lib.experiments.subjects.dataset import torch_threads
+from swig_lib.experiments.training.checkpoints import (
     CHECKPOINT_FORMAT,
     CheckpointError,
-    run_epoch,
-    slices_first,
     load_checkpoint,
     save_checkpoint,
     seed_everything,
+)
+from swig_lib.experiments.training.loop import run_epoch
+from swig_lib.experiments.training.windows import (
     select_slices,
+    slices_first,
     window_indices,
     window_size,
 )
@@ -72,7 +77,7 @@ class ReconSettings:
     batch_size : int
         Slices per step.
     lr : float
-        Peak Adam learning rate (linear warm-up, cosine decay; :func:`swig_lib.experiments.training.lr_factor`).
+        Peak Adam learning rate (linear warm-up, cosine decay; :func:`swig_lib.experiments.training.loop.lr_factor`).
     warmup_steps : int
         Steps of the warm-up.
     slice_stride : int

@@ -36,8 +36,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from swig_lib.experiments.config import check_known_fields
-from swig_lib.core.dictionary import SubspaceDictionary, build_dictionary, log_grid, match
+from swig_lib.core.dictionary import (
+    SubspaceDictionary,
+    build_dictionary,
+    log_grid,
+    match,
+)
 from swig_lib.core.epg import Segment, TransientSequence, simulate_signals
 from swig_lib.core.radial import (
     calibrate_dcf,
@@ -49,6 +53,7 @@ from swig_lib.core.radial import (
     radial_window,
     ramp_dcf,
 )
+from swig_lib.experiments.config import check_known_fields
 
 #: Fraction of the full acquisition's cycle repetitions each protocol keeps.
 PROTOCOLS: dict[str, float] = {"Acq5": 1.0, "Acq1": 0.25}

@@ -50,16 +50,6 @@ from tqdm.auto import tqdm
 
 from swig_lib import __version__
 from swig_lib.core import physics
-from swig_lib.experiments.subjects.anatomy import (
-    MAP_MAX,
-    TISSUE_VALUES,
-    AnatomySettings,
-    SubjectAnatomy,
-    Template,
-    mni152_template,
-    prepare_template,
-    subject_anatomy,
-)
 from swig_lib.core.fitter import fit_qmri
 from swig_lib.core.io import (
     DataValidationError,
@@ -73,6 +63,16 @@ from swig_lib.core.io import (
 )
 from swig_lib.core.kspace import truncate_kspace
 from swig_lib.core.protocols import GUIDE_PROTOCOLS, QMRIProtocol
+from swig_lib.experiments.subjects.anatomy import (
+    MAP_MAX,
+    TISSUE_VALUES,
+    AnatomySettings,
+    SubjectAnatomy,
+    Template,
+    mni152_template,
+    prepare_template,
+    subject_anatomy,
+)
 
 SPLITS: tuple[str, str, str] = ("train", "val", "test")
 

@@ -28,11 +28,14 @@ import torch
 from tqdm.auto import tqdm
 
 from swig_lib.cli import add_experiment_arguments, experiment_setup, parse_device
-from swig_lib.experiments.inference import load_model, predict_volume
 from swig_lib.core.io import atomic_path
-from swig_lib.core.metrics import BASELINE, map_metrics, mean_ci, rank_models
+from swig_lib.core.metrics import map_metrics
 from swig_lib.core.models import MAP_NAMES
-from swig_lib.experiments.training import VARIANTS, checkpoint_paths, select_slices
+from swig_lib.experiments.evaluation.ranking import BASELINE, mean_ci, rank_models
+from swig_lib.experiments.inference import load_model, predict_volume
+from swig_lib.experiments.training.checkpoints import checkpoint_paths
+from swig_lib.experiments.training.variants import VARIANTS
+from swig_lib.experiments.training.windows import select_slices
 
 #: The models ranked in Table III (M12-- "failed completely and was excluded", Sec. IV-A).
 TABLE3_MODELS: tuple[str, ...] = ("M1++", "M2++", "M12++", "M12-+")

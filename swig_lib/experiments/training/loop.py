@@ -1,0 +1,384 @@
+"""The training loop: α rule, batch loss (eq. 12), learning-rate schedule, epochs, variant training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from swig_lib import default_device
+from swig_lib.cli import add_experiment_arguments, experiment_setup, parse_device
+from swig_lib.core.losses import LossTerms, lowpass_matrix, swig_loss
+from swig_lib.core.models import SwigResNet, receptive_radius
+from swig_lib.experiments.training.checkpoints import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    checkpoint_paths,
+    comparable_settings,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+    write_log,
+)
+from swig_lib.experiments.training.variants import GUIDE_ORDER, VARIANTS, Variant
+from swig_lib.experiments.training.windows import SliceSet, TrainingData, prepare_data
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+# ----------------------------------------------------------------------------------------------
+
+
+def crop_phi(data: TrainingData, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    """Row and column factors of noise-free Φ on the training window (:func:`lowpass_matrix`)."""
+    h, w = data.train.q_l.shape[-2:]
+    return (
+        lowpass_matrix(data.grid[0], h, data.keep, device=device),
+        lowpass_matrix(data.grid[1], w, data.keep, device=device),
+    )
+
+
+def balanced_alpha(data: TrainingData, batch_size: int = 8) -> tuple[float, float, float]:
+    """The α rule: balance the two terms of eq. 12 at the start of training.
+
+    The untrained model returns Q_l, so α = L_l(Q_l)/L_h(Q_l), both terms averaged over the
+    training slices with all guides (as M12++ uses them), makes L_l and α·L_h start equal. Only
+    acquired data enter (C_l, Q_l, guides, mask), and the rule adapts to the units, to σ (L_l ∝ 1/σ²)
+    and to Φ, which fix the scale of L_l but not of L_h ∈ [0, n_guides].
+
+    Why not the likelihood reading? Treating each guide as one more image with the contrasts'
+    noise σ gives α = Var_brain(M_g(Q_l))/σ² ≈ 2800 on the quick data, the order of the paper's
+    1000. But L_l starts three orders of magnitude above its noise floor (≈ 3000 vs 1.5, mostly at
+    the brain rim where the LR fit is inconsistent with Φ), so with such α the guide term is
+    negligible for most of a short training. In trials (width 16, 600 steps, held-out training
+    subjects) the gains in SSIM/HFEN grew with α up to the balanced value (≈ 3e4) while L_l at the
+    end did not change; at 1e5 L_l ended higher.
+
+    Parameters
+    ----------
+    data : TrainingData
+        Prepared slices (only ``data.train`` is used).
+    batch_size : int
+        Slices per evaluation (memory only).
+
+    Returns
+    -------
+    (alpha, l_data, l_guide) : tuple of float
+        α and the two terms at Q_l (slice-weighted means over the batches).
+    """
+    phi = crop_phi(data)
+    sums = [0.0, 0.0]
+    with torch.no_grad():
+        for first in range(0, len(data.train), batch_size):
+            batch = data.train.batch(
+                torch.arange(first, min(first + batch_size, len(data.train))), torch.device("cpu")
+            )
+            guides = {g: batch.guides[:, i] for i, g in enumerate(GUIDE_ORDER)}
+            terms = swig_loss(
+                batch.q_l, batch.c_l, guides, batch.mask, batch.region, data.sigma, phi, 1.0
+            )
+            sums[0] += float(terms.data) * len(batch)
+            sums[1] += float(terms.guide) * len(batch)
+    l_data, l_guide = sums[0] / len(data.train), sums[1] / len(data.train)
+    return l_data / l_guide, l_data, l_guide
+
+
+def batch_loss(
+    model: SwigResNet,
+    batch: SliceSet,
+    variant: Variant,
+    alpha: float,
+    phi: tuple[Tensor, Tensor],
+    sigma: float,
+) -> LossTerms:
+    """Run the model on a batch and return the terms of eq. 12 for ``variant``."""
+    channels = [GUIDE_ORDER.index(g) for g in variant.guides]
+    guides = batch.guides[:, channels]
+    q_hat = model(batch.q_l if variant.use_ql else None, guides, batch.mask)
+    return swig_loss(
+        q_hat,
+        batch.c_l,
+        {g: guides[:, i] for i, g in enumerate(variant.guides)},
+        batch.mask,
+        batch.region,
+        sigma,
+        phi,
+        alpha,
+        data_consistency=variant.data_consistency,
+    )
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Learning-rate schedule: linear warm-up over ``warmup_steps``, then cosine decay to 0.
+
+    factor(t) = min(1, (t + 1)/warmup_steps) · (1 + cos(π·t/total_steps))/2. Adam's first updates
+    are sign-like (every weight moves by the full learning rate); through the zero-initialised 9×9
+    output layer they would add up to a large residual at once and throw the model far from its
+    Q_l start, hence the ramp. The decay lets short runs settle instead of ending mid-oscillation
+    (a constant 1e-3 diverged after ~400 steps in a trial). Stateless, so resuming needs no
+    scheduler state.
+    """
+    warm = 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
+    return warm * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
+
+
+def run_epoch(
+    model: SwigResNet,
+    data: SliceSet,
+    order: Tensor,
+    batch_size: int,
+    loss_fn: Callable[[SliceSet], LossTerms],
+    device: torch.device,
+    optimizer: torch.optim.Optimizer | None,
+    desc: str,
+    progress: bool,
+    lr: float = 0.0,
+    first_step: int = 0,
+    total_steps: int = 1,
+    warmup_steps: int = 0,
+) -> dict[str, float]:
+    """One pass over ``data`` in ``order``; trains when ``optimizer`` is given. Returns mean terms.
+
+    Training steps are numbered from ``first_step``; step t uses the learning rate
+    ``lr · lr_factor(t, total_steps, warmup_steps)``.
+    """
+    sums = {"loss_lr": 0.0, "loss_guide": 0.0, "loss_total": 0.0}
+    model.train(optimizer is not None)
+    start = time.perf_counter()
+    with torch.set_grad_enabled(optimizer is not None):
+        for step, first in enumerate(
+            tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False),
+            start=first_step,
+        ):
+            index = order[first : first + batch_size]
+            terms = loss_fn(data.batch(index, device))
+            if optimizer is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * lr_factor(step, total_steps, warmup_steps)
+                optimizer.zero_grad(set_to_none=True)
+                terms.total.backward()
+                optimizer.step()
+            for key, value in zip(sums, (terms.data, terms.guide, terms.total), strict=True):
+                sums[key] += float(value.detach()) * len(index)
+    elapsed = time.perf_counter() - start
+    result = {key: value / len(order) for key, value in sums.items()}
+    result.update(time_s=elapsed, slices_per_s=len(order) / elapsed)
+    return result
+
+
+def train_variant(
+    profile: Mapping[str, Any],
+    variant: str | Variant,
+    out: str | Path,
+    resume: bool = False,
+    device: str | torch.device | None = None,
+    dataset: Any = None,
+    data: TrainingData | None = None,
+    progress: bool = True,
+    on_epoch_end: Callable[[int], None] | None = None,
+) -> Path:
+    """Train one variant with the self-supervised loss (eq. 12); return the selected checkpoint.
+
+    Parameters
+    ----------
+    profile : mapping
+        A profile (:func:`swig_lib.experiments.config.load_profile`): sections ``train``, ``model``, ``data``.
+    variant : str or Variant
+        A key of :data:`VARIANTS` or a :class:`Variant`.
+    out : path
+        Results folder (``results/<profile>``).
+    resume : bool
+        Continue from ``checkpoints/<variant>.last.pt`` (model, optimiser, RNG states, log) up to
+        ``train.epochs``; the rest of the profile must match the checkpoint's.
+    device : str or torch.device, optional
+        Default: :func:`swig_lib.default_device`.
+    dataset
+        A loaded dataset (default: ``swig_lib.experiments.subjects.dataset.load_dataset(profile)``).
+    data : TrainingData, optional
+        Already prepared slices (saves reloading when training several variants).
+    progress : bool
+        tqdm progress bars.
+    on_epoch_end : callable, optional
+        Called with the number of completed epochs after each epoch's checkpoint is written.
+
+    Returns
+    -------
+    Path
+        ``checkpoints/<variant>.pt``.
+    """
+    variant = VARIANTS[variant] if isinstance(variant, str) else variant
+    device = torch.device(device) if device is not None else default_device()
+    cfg = profile["train"]
+    out = Path(out)
+    best_path, last_path = checkpoint_paths(out, variant.name)
+    log_path = out / "logs" / f"{variant.name}.csv"
+    alpha = variant.resolved_alpha(cfg["alpha"])
+
+    if data is None:
+        if dataset is None:
+            from swig_lib.experiments.subjects.dataset import load_dataset
+
+            dataset = load_dataset(profile, progress=progress)
+        data = prepare_data(
+            dataset, profile, receptive_radius(**profile["model"]), progress=progress
+        )
+    seed_everything(int(profile["seed"]))
+    model = SwigResNet(variant.guides, variant.use_ql, data.q_scale, **profile["model"]).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    shuffle = torch.Generator().manual_seed(int(profile["seed"]))
+    phi = crop_phi(data, device)
+
+    log: list[dict[str, Any]] = []
+    epoch, best_val, best_epoch = 0, float("inf"), 0
+    if resume and last_path.exists():
+        state = load_checkpoint(last_path)
+        if comparable_settings(state["profile"]) != comparable_settings(profile) or state["variant"] != asdict(
+            variant
+        ):
+            raise CheckpointError(
+                f"{last_path} was written with other settings than the current profile/variant; "
+                "train without --resume to start over, or restore the profile it was made with."
+            )
+        model.load_state_dict(state["model_state"])
+        optimizer.load_state_dict(state["optimizer_state"])
+        shuffle.set_state(state["shuffle_state"])
+        set_rng_state(state["rng"])
+        epoch, best_val, best_epoch, log = (
+            state["epoch"],
+            state["best_val"],
+            state["best_epoch"],
+            list(state["log"]),
+        )
+
+    def loss_fn(batch: SliceSet) -> LossTerms:
+        return batch_loss(model, batch, variant, alpha, phi, data.sigma)
+
+    epochs = int(cfg["epochs"])
+    bar = tqdm(
+        range(epoch, epochs),
+        desc=f"train {variant.name}",
+        disable=not progress,
+        initial=epoch,
+        total=epochs,
+    )
+    for epoch in bar:
+        order = torch.randperm(len(data.train), generator=shuffle)
+        steps_per_epoch = -(-len(data.train) // cfg["batch_size"])
+        train_terms = run_epoch(
+            model,
+            data.train,
+            order,
+            cfg["batch_size"],
+            loss_fn,
+            device,
+            optimizer,
+            "train",
+            progress,
+            lr=cfg["lr"],
+            first_step=epoch * steps_per_epoch,
+            total_steps=epochs * steps_per_epoch,
+            warmup_steps=cfg["warmup_steps"],
+        )
+        val_terms = run_epoch(
+            model,
+            data.val,
+            torch.arange(len(data.val)),
+            cfg["batch_size"],
+            loss_fn,
+            device,
+            None,
+            "val",
+            progress,
+        )
+        for split, terms in (("train", train_terms), ("val", val_terms)):
+            log.append({"epoch": epoch + 1, "split": split, "alpha": alpha, **terms})
+        improved = val_terms["loss_total"] < best_val
+        if improved:
+            best_val, best_epoch = val_terms["loss_total"], epoch + 1
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "model_spec": model.spec,
+            "model_state": model.state_dict(),
+            "optimizer_state": optimizer.state_dict(),
+            "variant": asdict(variant),
+            "profile": dict(profile),
+            "epoch": epoch + 1,
+            "device": str(device),
+            "best_val": best_val,
+            "best_epoch": best_epoch,
+            "rng": rng_state(),
+            "shuffle_state": shuffle.get_state(),
+            "log": log,
+        }
+        if improved:
+            save_checkpoint(best_path, payload)
+        save_checkpoint(last_path, payload)
+        write_log(log_path, log)
+        bar.set_postfix(
+            L_l=f"{val_terms['loss_lr']:.3g}", L_h=f"{val_terms['loss_guide']:.3g}", best=best_epoch
+        )
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1)
+    return best_path
+
+
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``swig train``: train the requested variants one after the other."""
+    profile, out, dataset = experiment_setup(args)
+    names = list(VARIANTS) if args.variant == ["all"] else args.variant
+    data = prepare_data(dataset, profile, receptive_radius(**profile["model"]))
+    if args.suggest_alpha:
+        alpha, l_data, l_guide = balanced_alpha(data)
+        print(
+            f"at Q_l on {len(data.train)} training slices: L_l = {l_data:.4g}, L_h = {l_guide:.4g}; "
+            f"balanced alpha = L_l/L_h = {alpha:.4g} (profile {args.profile}: "
+            f"train.alpha = {profile['train']['alpha']:g})"
+        )
+        return 0
+    for name in names:
+        path = train_variant(
+            profile, name, out, resume=args.resume, device=parse_device(args.device), data=data
+        )
+        print(f"{name}: selected checkpoint {path}")
+    return 0
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``swig train``."""
+    parser = subparsers.add_parser(
+        "train", help="train SWIG models (Table I variants) self-supervised"
+    )
+    add_experiment_arguments(parser)
+    parser.add_argument(
+        "--variant",
+        nargs="+",
+        default=["M12++"],
+        choices=[*VARIANTS, "all"],
+        help="variant(s) of Table I, or 'all'",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from checkpoints/<variant>.last.pt"
+    )
+    parser.add_argument(
+        "--suggest-alpha",
+        action="store_true",
+        help="print the α rule's value (L_l/L_h at Q_l on the training slices) and exit",
+    )
+    parser.set_defaults(func=run_train)

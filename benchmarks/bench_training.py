@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from swig_lib.core.losses import lowpass_matrix, swig_loss
+from swig_lib.core.kspace import KSpaceTruncation
+from swig_lib.core.losses import swig_loss
 from swig_lib.core.models import SwigResNet
 from swig_lib.experiments.config import PROFILES, load_profile
 from swig_lib.experiments.evaluation.evaluate import write_csv
@@ -41,10 +42,7 @@ def bench_training(
     guides = torch.randn((batch, 2, *crop), generator=gen).to(device)
     c_l = (50 * torch.rand((batch, 12, *crop), generator=gen)).to(device)
     mask = torch.ones((batch, *crop), dtype=torch.bool, device=device)
-    phi = (
-        lowpass_matrix(grid[0], crop[0], 0.5, device=device),
-        lowpass_matrix(grid[1], crop[1], 0.5, device=device),
-    )
+    phi = KSpaceTruncation(0.5, 0.1).on_window(grid, crop, device=device)
     model = SwigResNet(["T1w", "T2w"], True, [80.0, 1100.0, 130.0], **profile["model"]).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=profile["train"]["lr"])
 

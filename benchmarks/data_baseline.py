@@ -3,9 +3,9 @@
 Prints, per map (PD, T1, T2), the mean ± sd over the chosen split's subjects of SSIM and HFEN of
 Q_l against Q_h (per axial slice inside the brain mask, and again inside the mask eroded by the
 profile's ``eval.interior_voxels``, the region the evaluation uses:
-:func:`swig_lib.core.metrics.baseline_metrics`), the paper's Q_l baseline where it states one
-(:data:`swig_lib.core.metrics.PAPER_BASELINE`: T2 SSIM 0.98 ± 0.005), the build time and the size on
-disk.
+:func:`swig_lib.experiments.subjects.report.subject_baseline`, as in the data chapter), the
+paper's Q_l baseline where it states one (:data:`swig_lib.paper.BASELINE`: T2 SSIM 0.98 ± 0.005),
+the build time and the size on disk.
 
     python benchmarks/data_baseline.py --profile quick [--root data] [--force] [--split test]
     python benchmarks/data_baseline.py --profile quick --time-build 1
@@ -14,7 +14,7 @@ disk.
 of the last build is shown. ``--time-build N`` times a fresh build of N subjects of the profile's
 grid in a temporary folder (the dataset itself is left alone).
 
-The notebooks import :func:`run` and :func:`time_build`.
+The performance chapter runs :func:`time_build` (:func:`swig_lib.experiments.performance.run_performance`).
 """
 
 from __future__ import annotations
@@ -26,16 +26,15 @@ from typing import Any
 
 import numpy as np
 
+from swig_lib.core.models import MAP_NAMES
 from swig_lib.experiments.config import load_profile
-from swig_lib.experiments.evaluation.ranking import baseline_metrics, mean_sd
 from swig_lib.experiments.subjects.dataset import (
     build_dataset,
     folder_size,
     load_dataset,
 )
+from swig_lib.experiments.subjects.report import subject_baseline
 from swig_lib.paper import BASELINE as PAPER_BASELINE
-
-MAPS = ("PD", "T1", "T2")
 
 
 def run(profile: str | dict[str, Any], root: str = "data", split: str = "test",
@@ -58,27 +57,26 @@ def run(profile: str | dict[str, Any], root: str = "data", split: str = "test",
     Returns
     -------
     dict
-        ``dataset`` (the :class:`~swig_lib.experiments.subjects.dataset.Dataset`), ``per_subject`` (long table of
-        :func:`~swig_lib.core.metrics.baseline_metrics`), ``summary`` (:func:`~swig_lib.core.metrics.mean_sd`
-        by region and map), ``reused`` (bool), ``build_seconds`` (this build's, or the manifest's
-        recorded one when reused), ``size_bytes`` and ``interior_voxels``.
+        ``dataset`` (the :class:`~swig_lib.experiments.subjects.dataset.Dataset`), ``per_subject`` and
+        ``summary`` (of :func:`~swig_lib.experiments.subjects.report.subject_baseline`), ``reused``
+        (bool), ``build_seconds`` (this build's, or the manifest's recorded one when reused),
+        ``size_bytes`` and ``interior_voxels``.
     """
     settings = load_profile(profile) if isinstance(profile, str) else profile
     start = time.perf_counter()
     folder, reused = build_dataset(settings, root, force=force, progress=progress)
     elapsed = time.perf_counter() - start
     dataset = load_dataset(settings, root, build=False)
-    interior = int(settings.get("eval", {}).get("interior_voxels", 0))
-    table = baseline_metrics(dataset, split, interior_voxels=interior, names=MAPS)
+    baseline = subject_baseline(dataset, int(settings.get("eval", {}).get("interior_voxels", 0)), split)
     recorded = dataset.manifest.get("build", {}).get("seconds")
     return {
         "dataset": dataset,
-        "per_subject": table,
-        "summary": mean_sd(table, by=("region", "map")),
+        "per_subject": baseline.per_subject,
+        "summary": baseline.summary,
         "reused": reused,
         "build_seconds": float(recorded) if reused and recorded is not None else elapsed,
         "size_bytes": folder_size(folder),
-        "interior_voxels": interior,
+        "interior_voxels": baseline.interior_voxels,
     }
 
 
@@ -133,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         where = "brain mask" if region == "brain" else f"mask eroded by {result['interior_voxels']} voxels"
         print(f"Q_l vs Q_h, per axial slice in the {where}:")
         print(f"{'map':<4} {'SSIM mean ± sd':>18} {'HFEN mean ± sd':>18}")
-        for name in MAPS:
+        for name in MAP_NAMES:
             row = summary.loc[(region, name)]
             sd_ssim, sd_hfen = (np.nan_to_num(row[k]) for k in ("ssim_sd", "hfen_sd"))
             print(f"{name:<4} {row['ssim_mean']:>9.4f} ± {sd_ssim:.4f} {row['hfen_mean']:>9.4f} ± {sd_hfen:.4f}")

@@ -1,4 +1,4 @@
-"""Tests of the digital subjects (swig_lib.experiments.subjects.anatomy, swig_lib.experiments.subjects.dataset) on the smoke profile."""
+"""Tests of the digital subjects (swig_lib.experiments.subjects.anatomy and .dataset) on the smoke profile."""
 
 from __future__ import annotations
 
@@ -147,10 +147,14 @@ def test_reuse_and_rebuild(tiny: tuple[Path, data.Dataset], tmp_path: Path,
     victim.write_bytes(bytes(content))
     settings = data.DataSettings.from_profile(profile)
     assert data.check_dataset(folder, settings) == f"checksum mismatch for {data.subject_files('sub-02')['T2w']}"
+    stale = [victim.parent / f".{victim.name}.k1ll3d.tmp.nii.gz", folder / ".manifest.json.x9.tmp.json"]
+    for path in stale:  # what a build killed while writing leaves
+        path.write_bytes(b"partial")
     capsys.readouterr()
     assert data.build_dataset(profile, tmp_path, progress=False) == (folder, False)
     assert "checksum mismatch" in capsys.readouterr().out
     assert data.check_dataset(folder, settings) is None
+    assert not any(path.exists() for path in stale) and not list(folder.rglob("*.tmp*"))
 
     changed = _tiny(keep=0.4)
     assert data.check_dataset(folder, data.DataSettings.from_profile(changed)) == "settings changed (keep)"

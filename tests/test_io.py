@@ -167,3 +167,86 @@ def test_validate_maps_on_arrays() -> None:
     stack[1] /= 1000
     with pytest.raises(io.DataValidationError, match="T1: T1 values look like seconds"):
         io.validate_maps(stack, maps["mask"])
+
+
+def test_nonfinite_outside_the_mask_is_accepted_and_zeroed(files: dict[str, Path]) -> None:
+    maps = _maps(np.random.default_rng(0))
+    for name in ("pd", "t1"):
+        bad = maps[name].copy()
+        bad[0, 0, 0], bad[11, 9, 7] = np.nan, np.inf  # background
+        _rewrite(files[name], bad)
+    loaded = io.load_qmri_maps(files["pd"], files["t1"], files["t2"], files["mask"])
+    assert np.isfinite(loaded.maps).all() and loaded.maps[0, 0, 0, 0] == 0 and loaded.maps[1, 11, 9, 7] == 0
+    np.testing.assert_array_equal(loaded.maps[1][loaded.mask], maps["t1"][maps["mask"]])
+    derived = io.load_qmri_maps(files["pd"], files["t1"], files["t2"])  # NaN voxels leave the derived mask
+    np.testing.assert_array_equal(derived.mask, loaded.mask)
+    guide = np.ones(SHAPE, dtype=np.float32)
+    guide[0, 0, 0] = np.nan
+    t1w = io.save_nifti(files["pd"].parent / "t1w_nan.nii.gz", guide, np.eye(4))
+    with pytest.raises(io.DataValidationError, match="t1w_nan.nii.gz: 1 non-finite voxel"):
+        io.load_guides(t1w=t1w)
+    assert io.load_guides(t1w=t1w, mask=loaded.mask)["T1w"][0, 0, 0] == 0
+
+
+def test_swapped_t1_and_t2_warn(files: dict[str, Path]) -> None:
+    swapped = r"T1 map \S*t2.nii.gz, T2 map \S*t1.nii.gz: T2 > T1 in 100 % of the mask.*look swapped"
+    with pytest.warns(UserWarning, match=swapped):
+        io.load_qmri_maps(files["pd"], files["t2"], files["t1"], files["mask"])
+
+
+def test_nifti_image_keeps_the_source_header(tmp_path: Path) -> None:
+    affine = np.array([[-1.0, 0, 0, 5], [0, 1.2, 0, -3], [0, 0, 2, 1], [0, 0, 0, 1]])
+    source = nib.Nifti1Image(np.ones(SHAPE, dtype=np.int16), affine)
+    source.header.set_sform(affine, code=4)  # MNI
+    source.header.set_qform(affine, code=2)
+    source.header["descrip"] = b"fitted with qMRLab"
+    nib.save(source, tmp_path / "src.nii.gz")
+    loaded = nib.load(tmp_path / "src.nii.gz")
+    nib.save(io.nifti_image(np.zeros(SHAPE), loaded.affine, like=loaded.header), tmp_path / "out.nii.gz")
+    out = nib.load(tmp_path / "out.nii.gz")
+    assert (int(out.header["sform_code"]), int(out.header["qform_code"])) == (4, 2)
+    assert out.header["descrip"].tobytes().rstrip(b"\0") == b"fitted with qMRLab"
+    np.testing.assert_allclose(out.affine, affine)
+    assert out.get_data_dtype() == np.float32
+
+
+def test_atomic_paths_write_all_or_nothing(tmp_path: Path) -> None:
+    names = [tmp_path / "a.txt", tmp_path / "b.txt"]
+    names[0].write_text("old")
+    with pytest.raises(RuntimeError):
+        with io.atomic_paths(names) as temporaries:
+            temporaries[0].write_text("new")
+            raise RuntimeError("second file failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"] and names[0].read_text() == "old"
+    with io.atomic_paths(names) as temporaries:
+        for tmp in temporaries:
+            tmp.write_text("new")
+    assert [p.read_text() for p in names] == ["new", "new"] and len(list(tmp_path.iterdir())) == 2
+
+
+def test_new_folder_removes_only_what_it_created(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError):
+        with io.new_folder(tmp_path / "a" / "b"):
+            raise RuntimeError
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "keep.txt").write_text("x")
+    with pytest.raises(RuntimeError):
+        with io.new_folder(tmp_path / "a" / "b"):
+            raise RuntimeError
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["keep.txt"]
+
+
+def test_stale_temporaries_and_writable_folders(tmp_path: Path) -> None:
+    io.save_nifti(tmp_path / "sub" / "map.nii.gz", np.ones(SHAPE), np.eye(4))
+    stale = tmp_path / "sub" / ".map.nii.gz.abc123.tmp.nii.gz"
+    stale.write_bytes(b"partial")
+    (tmp_path / ".lock").write_text("")
+    assert io.destination_of(stale) == tmp_path / "sub" / "map.nii.gz"
+    assert io.destination_of(tmp_path / "map.nii.gz") == tmp_path / "map.nii.gz"
+    assert io.remove_stale_temporaries(tmp_path) == [stale]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [".lock", "map.nii.gz", "sub"]
+    assert io.writable_folder_problem(tmp_path / "new" / "deeper") is None
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("")
+    assert io.writable_folder_problem(blocker / "out") == f"{blocker} is not a folder"

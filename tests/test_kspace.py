@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from swig_lib.core.kspace import centre_mask, fft2c, ifft2c, truncate_kspace
+from swig_lib.core.kspace import KSpaceTruncation, centre_mask, fft2c, ifft2c, truncate_kspace
 
 
 def image(shape=(2, 3, 32, 40), seed=0, dtype=torch.float64):
@@ -98,3 +98,47 @@ def test_magnitude_and_dtype():
 def test_gradcheck_noise_free():
     x = image((1, 6, 8)).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda t: truncate_kspace(t, keep=0.5), (x,))
+
+
+# --- Φ as one operator: the object computes exactly what truncate_kspace computes -----------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_operator_data_model_is_truncate_kspace_with_the_same_draws(dtype):
+    x = image(dtype=dtype)
+    phi = KSpaceTruncation(keep=0.5, sigma=0.1)
+    noisy = phi(x, torch.Generator().manual_seed(7))
+    assert torch.equal(noisy, truncate_kspace(x, 0.5, 0.1, torch.Generator().manual_seed(7)))
+    assert noisy.dtype == dtype
+    assert torch.equal(phi.forward(x), truncate_kspace(x, 0.5))
+    assert torch.equal(phi.adjoint(x), phi.forward(x))
+    assert not torch.equal(noisy, phi.forward(x))
+    assert torch.equal(KSpaceTruncation(0.5)(x), phi.forward(x))  # sigma = 0: no noise, no draw
+
+
+def test_operator_rejects_bad_settings_when_built():
+    with pytest.raises(ValueError, match="keep"):
+        KSpaceTruncation(keep=0.0)
+    with pytest.raises(ValueError, match="keep"):
+        KSpaceTruncation(keep=1.5)
+    with pytest.raises(ValueError, match="sigma"):
+        KSpaceTruncation(keep=0.5, sigma=-0.1)
+
+
+def test_window_matrix_is_the_band_limiting_of_impulses():
+    """Column j of the 1-D factor is Φ of a unit impulse at j; the window takes its leading block."""
+    phi = KSpaceTruncation(0.5)
+    full = phi.window_matrix(12, 12, torch.float64)
+    impulse = torch.zeros(12, 1, dtype=torch.float64)
+    impulse[3] = 1.0
+    torch.testing.assert_close(full[:, 3], phi.forward(impulse)[:, 0], rtol=0, atol=1e-15)
+    torch.testing.assert_close(full, full.T, rtol=0, atol=1e-15)  # circulant, real, symmetric
+    assert torch.equal(phi.window_matrix(12, 7, torch.float64), full[:7, :7])
+    assert phi.window_matrix(12, 7).dtype == torch.float32
+    windowed = phi.on_window((12, 10), (7, 6))
+    assert torch.equal(windowed.rows, phi.window_matrix(12, 7))
+    assert torch.equal(windowed.cols, phi.window_matrix(10, 6))
+    with pytest.raises(ValueError, match="window"):
+        phi.window_matrix(10, 11)
+    with pytest.raises(ValueError, match="window"):
+        phi.window_matrix(10, 0)

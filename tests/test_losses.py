@@ -1,17 +1,15 @@
-"""The SWIG loss (eq. 8-12): invariances, zeros, noise floor, gradients, Φ on a crop."""
+"""The SWIG loss (eq. 8-12): invariances, zeros, noise floor, gradients (Φ on a crop: test_operators)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from swig_lib.core.kspace import centre_mask, truncate_kspace
+from swig_lib.core.kspace import KSpaceTruncation, centre_mask, truncate_kspace
 from swig_lib.core.losses import (
-    apply_lowpass,
     correlation_ratio_loss,
     data_consistency_loss,
     guide_loss,
-    lowpass_matrix,
     swig_loss,
 )
 from swig_lib.core.physics import qmri_contrasts, weighted_image
@@ -86,25 +84,10 @@ def test_correlation_ratio_constant_prediction_is_finite() -> None:
     assert torch.allclose(loss, torch.tensor(2.0, dtype=torch.float64))
 
 
-def test_lowpass_matrix_is_phi_on_any_window() -> None:
-    """Φ on a wrapped window that contains the support equals Φ on the whole slice."""
-    gen = torch.Generator().manual_seed(4)
-    image = torch.zeros(2, 30, 27, dtype=torch.float64)
-    image[:, 3:14, 20:26] = torch.rand(2, 11, 6, generator=gen, dtype=torch.float64)
-    full = truncate_kspace(image, keep=0.5)
-    rows = (torch.arange(20) + 0) % 30
-    cols = (torch.arange(16) + 15) % 27  # wraps around the field of view
-    phi = (lowpass_matrix(30, 20, 0.5, torch.float64), lowpass_matrix(27, 16, 0.5, torch.float64))
-    cropped = image[:, rows][:, :, cols]
-    assert torch.allclose(apply_lowpass(cropped, *phi), full[:, rows][:, :, cols], atol=1e-12)
-    with pytest.raises(ValueError, match="window"):
-        lowpass_matrix(10, 11, 0.5)
-
-
 def test_data_consistency_zero_for_truth_and_noise_floor() -> None:
     maps, mask = _maps_batch()
     contrasts = qmri_contrasts(maps[:, 0], maps[:, 1], maps[:, 2], dim=1)
-    phi = (lowpass_matrix(24, 24, 0.5, torch.float64), lowpass_matrix(20, 20, 0.5, torch.float64))
+    phi = KSpaceTruncation(0.5).on_window((24, 20), (24, 20), torch.float64)
     region = torch.ones_like(mask)
     clean = truncate_kspace(contrasts, keep=0.5)
     assert data_consistency_loss(maps, clean, region, 0.1, phi) < 1e-20
@@ -136,7 +119,7 @@ def test_guide_loss_zero_for_truth_and_positive_otherwise() -> None:
 def test_swig_loss_combines_terms() -> None:
     maps, mask = _maps_batch()
     contrasts = truncate_kspace(qmri_contrasts(maps[:, 0], maps[:, 1], maps[:, 2], dim=1), keep=0.5)
-    phi = (lowpass_matrix(24, 24, 0.5, torch.float64), lowpass_matrix(20, 20, 0.5, torch.float64))
+    phi = KSpaceTruncation(0.5).on_window((24, 20), (24, 20), torch.float64)
     guides = {
         n: weighted_image(p, maps[:, 0], maps[:, 1], maps[:, 2]) for n, p in GUIDE_PROTOCOLS.items()
     }
@@ -163,7 +146,7 @@ def test_gradcheck_both_terms() -> None:
     target = truncate_kspace(
         qmri_contrasts(maps[:, 0] * 0.9, maps[:, 1], maps[:, 2] * 1.1, dim=1).detach(), keep=0.5
     )
-    phi = (lowpass_matrix(6, 6, 0.5, torch.float64), lowpass_matrix(5, 5, 0.5, torch.float64))
+    phi = KSpaceTruncation(0.5).on_window((6, 5), (6, 5), torch.float64)
     region = torch.ones_like(mask)
     guides = {
         n: weighted_image(p, *(maps[0].detach() * 1.02))[None] for n, p in GUIDE_PROTOCOLS.items()

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 from _phantom import FakeDataset
 
-from swig_lib.core.losses import lowpass_matrix
 from swig_lib.core.models import (
     SCALED_FLOOR,
     SwigResNet,
@@ -17,7 +14,7 @@ from swig_lib.core.models import (
     zscore_guide,
 )
 from swig_lib.experiments.training.checkpoints import seed_everything
-from swig_lib.experiments.training.loop import batch_loss
+from swig_lib.experiments.training.loop import batch_loss, crop_phi
 from swig_lib.experiments.training.variants import VARIANTS
 from swig_lib.experiments.training.windows import prepare_data
 
@@ -128,9 +125,7 @@ def one_slice():
         margin=4,
         progress=False,
     )
-    h, w = data.train.q_l.shape[-2:]
-    phi = (lowpass_matrix(data.grid[0], h, data.keep), lowpass_matrix(data.grid[1], w, data.keep))
-    return data, phi
+    return data, crop_phi(data)
 
 
 def test_gradients_reach_every_layer(one_slice) -> None:
@@ -148,13 +143,12 @@ def test_gradients_reach_every_layer(one_slice) -> None:
 
 
 def test_model_overfits_one_slice(one_slice) -> None:
-    """The self-supervised loss falls by orders of magnitude on a single slice within seconds."""
+    """The self-supervised loss falls by orders of magnitude on a single slice (speed: benchmarks/)."""
     data, phi = one_slice
     seed_everything(0)
     model = SwigResNet(["T1w", "T2w"], True, data.q_scale, width=8)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     batch = data.train.batch(torch.arange(1), torch.device("cpu"))
-    start = time.perf_counter()
     losses = []
     for _ in range(300):
         terms = batch_loss(model, batch, VARIANTS["M12++"], 4000.0, phi, data.sigma)
@@ -163,4 +157,3 @@ def test_model_overfits_one_slice(one_slice) -> None:
         optimizer.step()
         losses.append(float(terms.total.detach()))
     assert min(losses[-10:]) < losses[0] / 100, (losses[0], losses[-10:])
-    assert time.perf_counter() - start < 30

@@ -21,6 +21,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 from swig_lib import cli
 from swig_lib.book import notebook, reproduce
+from swig_lib.cli import reproduce as reproduce_command
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -198,7 +199,7 @@ def test_invalid_arguments_return_2(repo: Path, capsys: pytest.CaptureFixture[st
 
 def test_cli_registers_reproduce() -> None:
     args = cli.build_parser().parse_args(["reproduce", "--profile", "smoke", "--only", "00", "--no-book"])
-    assert args.func is reproduce._run_cli
+    assert args.run is reproduce_command.run
     assert (args.profile, args.only, args.no_book, args.force) == ("smoke", ["00"], True, False)
 
 

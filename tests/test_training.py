@@ -10,13 +10,18 @@ import pytest
 import torch
 from _phantom import FakeDataset, tiny_profile
 
+from swig_lib.core.models import SwigResNet
 from swig_lib.experiments.config import load_profile
 from swig_lib.experiments.training.checkpoints import (
+    CHECKPOINT_FORMAT,
     LOG_COLUMNS,
     CheckpointError,
     checkpoint_paths,
     load_checkpoint,
     model_from_checkpoint,
+    save_checkpoint,
+    setting_differences,
+    weights_checksum,
 )
 from swig_lib.experiments.training.loop import (
     balanced_alpha,
@@ -146,8 +151,19 @@ def test_resume_refuses_other_settings(tmp_path, data) -> None:
     train_variant(PROFILE, "M1++", tmp_path, device="cpu", data=data, progress=False)
     other = copy.deepcopy(PROFILE)
     other["train"]["lr"] = 5e-4
-    with pytest.raises(CheckpointError, match="other settings"):
+    with pytest.raises(CheckpointError, match="other settings") as err:
         train_variant(other, "M1++", tmp_path, resume=True, device="cpu", data=data, progress=False)
+    assert "(train.lr = 0.001 there, 0.0005 now)" in str(err.value)
+
+
+def test_setting_differences_name_each_setting() -> None:
+    recorded = {"seed": 1, "train": {"lr": 1e-3, "alpha": 4000.0}, "model": {"width": 4}}
+    current = {"seed": 1, "train": {"lr": 1e-3, "alpha": 3000.0}, "model": {"width": 4, "n_blocks": 5}}
+    assert setting_differences(recorded, current) == [
+        ("model.n_blocks", "<absent>", 5),
+        ("train.alpha", 4000.0, 3000.0),
+    ]
+    assert setting_differences(recorded, recorded) == []
 
 
 def test_every_variant_trains_and_reloads(tmp_path, data) -> None:
@@ -179,6 +195,82 @@ def test_damaged_checkpoint_gives_clear_error(tmp_path) -> None:
         load_checkpoint(foreign)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def _tiny_checkpoint(path, **overrides) -> dict:
+    model = SwigResNet(["T2w"], True, [75.0, 1100.0, 130.0], width=4)
+    payload = {"format": CHECKPOINT_FORMAT, "model_spec": model.spec, "model_state": model.state_dict(),
+               **overrides}
+    save_checkpoint(path, payload)
+    return payload
+
+
+def test_weights_checksum_detects_any_change() -> None:
+    state = SwigResNet(["T1w", "T2w"], True, [75.0, 1100.0, 130.0], width=4).state_dict()
+    reference = weights_checksum(state)
+    assert weights_checksum(dict(reversed(list(state.items())))) == reference  # independent of key order
+    changed = {name: tensor.clone(memory_format=torch.contiguous_format) for name, tensor in state.items()}
+    changed["tail.weight"].view(-1)[:1].view(torch.int32).bitwise_xor_(1)  # lowest bit of one float
+    assert weights_checksum(changed) != reference
+    renamed = {("x" + name if i == 0 else name): t for i, (name, t) in enumerate(state.items())}
+    assert weights_checksum(renamed) != reference
+
+
+def test_checkpoint_integrity_is_verified(tmp_path) -> None:
+    path = tmp_path / "M2++.pt"
+    payload = _tiny_checkpoint(path)
+    loaded = load_checkpoint(path)
+    assert loaded["weights_sha256"] == weights_checksum(payload["model_state"])
+    raw = bytearray(path.read_bytes())
+    weights = bytes(payload["model_state"]["head.0.weight"].untyped_storage())
+    start = bytes(raw).index(weights)
+    raw[start + 8 : start + 12] = bytes(b ^ 0x5A for b in raw[start + 8 : start + 12])
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(bytes(raw))  # same size, one weight changed
+    assert damaged.stat().st_size == path.stat().st_size
+    with pytest.raises(CheckpointError, match=r"damaged.pt: damaged, its weights do not match their recorded checksum"):
+        load_checkpoint(damaged)
+
+    old = tmp_path / "old.pt"
+    torch.save({**loaded, "format": "swig-checkpoint-1"}, old)
+    with pytest.raises(CheckpointError, match=r"old.pt: earlier format 'swig-checkpoint-1'.*train it again"):
+        load_checkpoint(old)
+    unchecked = tmp_path / "unchecked.pt"
+    torch.save({k: v for k, v in loaded.items() if k != "weights_sha256"}, unchecked)
+    with pytest.raises(CheckpointError, match="unchecked.pt: lacks weights_sha256"):
+        load_checkpoint(unchecked)
+    nospec = tmp_path / "nospec.pt"
+    torch.save({k: v for k, v in loaded.items() if k != "model_spec"}, nospec)
+    with pytest.raises(CheckpointError, match="nospec.pt: lacks model_spec"):
+        load_checkpoint(nospec)
+
+
+def test_spec_that_does_not_fit_the_weights_is_refused(tmp_path) -> None:
+    payload = _tiny_checkpoint(tmp_path / "a.pt")
+    wider = {**payload, "model_spec": {**payload["model_spec"], "width": 8}}
+    with pytest.raises(CheckpointError, match=r"a.pt: its recorded model spec .*'width': 8.* does not fit its "
+                       r"weights \(weights head.0.weight have shape \(4, 4, 3, 3\), the spec needs \(8, 4, 3, 3\)\)"):
+        model_from_checkpoint(wider, source=tmp_path / "a.pt")
+    more_guides = {**payload, "model_spec": {**payload["model_spec"], "guides": ["T1w", "T2w"]}}
+    with pytest.raises(CheckpointError, match=r"'guides': \['T1w', 'T2w'\].*head.0.weight have shape \(4, 4, 3, 3\)"):
+        model_from_checkpoint(more_guides, source="b.pt")
+    unknown = {**payload, "model_spec": {**payload["model_spec"], "depth": 3}}
+    with pytest.raises(CheckpointError, match="c.pt: unusable model_spec"):
+        model_from_checkpoint(unknown, source="c.pt")
+
+
+def test_pickled_objects_in_a_checkpoint_are_refused_unexecuted(tmp_path) -> None:
+    marker = tmp_path / "executed"
+
+    class Payload:
+        def __reduce__(self):
+            return (marker.write_text, ("pwned",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "x": Payload()}, evil)
+    with pytest.raises(CheckpointError, match="evil.pt: holds Python objects .* could run code"):
+        load_checkpoint(evil)
+    assert not marker.exists()
 
 
 def test_select_slices_edge_cases() -> None:

@@ -8,8 +8,8 @@ checked by :func:`check_notebook` (``tests/test_reproduce.py`` checks every note
    Colab;
 3. the parameters cell (tags ``parameters`` and ``remove-cell``) assigning exactly
    :data:`PARAMETERS`, optionally followed by parameters for users' own data that default to
-   ``None`` (e.g. ``user_data = None``; the runner never sets them); papermill adds the cell of the values it injects after it, which the book
-   shows;
+   ``None`` (e.g. ``user_data = None``; the runner never sets them); papermill adds the cell of
+   the values it injects after it, which the book shows;
 4. the header cell (tag ``remove-input``): ``header = page_header(profile, device)``;
 
 then the notebook's own cells, and last ``header.update()`` (tag ``remove-cell``), which rewrites

@@ -17,8 +17,6 @@ it) and at the end.
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import os
 import platform
@@ -45,12 +43,11 @@ from swig_lib.book.notebook import (
     resolve_device,
 )
 from swig_lib.core.io import atomic_write_json
-from swig_lib.experiments.config import PROFILES, load_profile
+from swig_lib.experiments.config import load_profile
+from swig_lib.provenance import PACKAGE_DIR, package_fingerprint, sha256_parts
 
 #: The Jupyter kernel that runs the notebooks (ipykernel's, of the running interpreter).
 KERNEL_NAME = "python3"
-#: The folder of the swig_lib sources that enter every stamp.
-PACKAGE_DIR = Path(__file__).resolve().parent.parent
 #: File names of the notebooks that ``swig reproduce`` runs, in numeric order.
 NOTEBOOK_FILE = re.compile(r"^\d{2}_\w+\.ipynb$")
 #: Key of the executed notebook's metadata where the runner records the stamp and timings.
@@ -64,15 +61,6 @@ class ReproduceError(Exception):
 def _utc_now() -> str:
     """Return the current time as an ISO 8601 string in UTC, to the second."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _sha256(*parts: bytes) -> str:
-    """Return the hexadecimal SHA-256 of the length-prefixed ``parts``."""
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(len(part).to_bytes(8, "little"))
-        digest.update(part)
-    return digest.hexdigest()
 
 
 def find_root(root: str | os.PathLike[str] | None = None) -> Path:
@@ -112,22 +100,7 @@ def notebook_fingerprint(path: str | os.PathLike[str]) -> str:
         }
         for cell in notebook.cells
     ]
-    return _sha256(json.dumps(cells, sort_keys=True).encode())
-
-
-def package_fingerprint(package_dir: str | os.PathLike[str] = PACKAGE_DIR) -> str:
-    """Hash every ``*.py`` and ``*.toml`` file of the package (names and contents)."""
-    folder = Path(package_dir)
-    files = sorted(
-        path
-        for pattern in ("*.py", "*.toml")
-        for path in folder.rglob(pattern)
-        if "__pycache__" not in path.parts
-    )
-    parts: list[bytes] = []
-    for path in files:
-        parts += [path.relative_to(folder).as_posix().encode(), path.read_bytes()]
-    return _sha256(*parts)
+    return sha256_parts(json.dumps(cells, sort_keys=True).encode())
 
 
 def step_stamps(
@@ -142,20 +115,20 @@ def step_stamps(
     parameters : dict
         The parameters papermill injects (JSON-serialisable).
     package : str, optional
-        :func:`package_fingerprint` (computed when not given).
+        :func:`swig_lib.provenance.package_fingerprint` (computed when not given).
 
     Returns
     -------
     dict
         ``{name: stamp}``. Each stamp chains the one before it.
     """
-    previous = _sha256(
+    previous = sha256_parts(
         json.dumps(parameters, sort_keys=True).encode(),
         (package or package_fingerprint()).encode(),
     )
     stamps: dict[str, str] = {}
     for path in notebooks:
-        previous = _sha256(previous.encode(), path.stem.encode(), notebook_fingerprint(path).encode())
+        previous = sha256_parts(previous.encode(), path.stem.encode(), notebook_fingerprint(path).encode())
         stamps[path.stem] = previous
     return stamps
 
@@ -548,49 +521,3 @@ def reproduce(
     provenance["status"] = "ok" if status == 0 else "failed"
     atomic_write_json(provenance_path, provenance)
     return status
-
-
-def _run_cli(args: argparse.Namespace) -> int:
-    """Run ``swig reproduce`` from parsed arguments."""
-    return reproduce(
-        args.profile,
-        force=args.force,
-        only=args.only,
-        build_book=not args.no_book,
-        seed=args.seed,
-        device=args.device,
-        data_dir=args.data_dir,
-        results_dir=args.results_dir,
-        progress=not args.no_progress,
-    )
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Register the ``reproduce`` sub-command."""
-    parser = subparsers.add_parser(
-        "reproduce",
-        help="execute the notebooks with papermill, then build the book",
-        description="Execute notebooks/NN_name.ipynb in numeric order with papermill (skipping those "
-        "whose executed copy is up to date), write results/<profile>/provenance.json, then build "
-        "the book with `jupyter-book build . -W`.",
-    )
-    parser.add_argument(
-        "--profile", choices=PROFILES, default="quick", help="experiment profile (default: quick)"
-    )
-    parser.add_argument("--force", action="store_true", help="rerun notebooks even when up to date")
-    parser.add_argument(
-        "--only", nargs="+", metavar="NOTEBOOK", help="run only these notebooks (name or number)"
-    )
-    parser.add_argument("--no-book", action="store_true", help="do not build the book")
-    parser.add_argument(
-        "--seed", type=int, default=None, help="seed injected into the notebooks (default: the profile's)"
-    )
-    parser.add_argument(
-        "--device", default="auto", help="torch device injected into the notebooks (default: auto)"
-    )
-    parser.add_argument("--data-dir", default="data", help="data folder, relative to the repository root")
-    parser.add_argument(
-        "--results-dir", default="results", help="results folder, relative to the repository root"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="hide papermill's per-cell progress bars")
-    parser.set_defaults(func=_run_cli)

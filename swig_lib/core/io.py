@@ -1,8 +1,13 @@
 """NIfTI input/output with validation: atomic writes and loaders for users' own maps and guides.
 
 Every loader checks what would otherwise fail silently later (a map in seconds, a guide on another
-voxel grid, NaNs from a failed fit) and raises :class:`DataValidationError`, whose message names
-the offending file and says how to fix it.
+voxel grid, NaNs from a failed fit inside the brain) and raises :class:`DataValidationError`, whose
+message names the offending file and says how to fix it. Only voxels inside the brain mask are
+validated: fitted maps often carry NaN in the background, and the loaders replace such non-finite
+voxels outside the mask by 0.
+
+Errors a user can fix derive from :class:`UserError`; the ``swig`` command prints their message as
+one line and exits with their :attr:`UserError.exit_code`.
 
 Conventions: arrays in NIfTI voxel order (X, Y, Z) with Z the axial (slice) axis; images are
 reoriented to the closest canonical (RAS+) orientation on loading, so for an axial acquisition
@@ -14,9 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -37,9 +44,40 @@ T2_SECONDS_THRESHOLD = 1.0
 #: Names of the three quantitative maps, in stacking order.
 MAP_NAMES: tuple[str, str, str] = ("PD", "T1", "T2")
 
+#: Physically plausible range (low, high] of each map inside the brain: PD ≥ 0 in a.u. (any
+#: scale), T1 and T2 > 0 in ms; 10 s and 5 s lie well above pure water's T1 (≈ 4.5 s at 37 °C) and
+#: T2 (≈ 2-3 s) at any clinical field strength. PD's low end is inclusive.
+MAP_RANGES: dict[str, tuple[float, float]] = {"PD": (0.0, float("inf")), "T1": (0.0, 10_000.0),
+                                              "T2": (0.0, 5_000.0)}
 
-class DataValidationError(ValueError):
+#: Fraction of the brain voxels with T2 > T1 above which the T1 and T2 maps look swapped.
+SWAPPED_FRACTION = 0.5
+
+#: Marks the hidden temporary files of :func:`atomic_path` (``.<name>.<random>.tmp<suffixes>``).
+TEMPORARY_MARK = ".tmp"
+
+
+class UserError(Exception):
+    """A problem the user can fix; the message names the file or setting, the problem and the fix.
+
+    ``swig`` prints the message as one line ``swig <command>: error: <message>`` and exits with
+    :attr:`exit_code`: 2 when the command line itself is wrong (see ``swig_lib.cli``), 1 when a
+    file or folder it names cannot be used.
+    """
+
+    exit_code: int = 1
+
+
+class DataValidationError(UserError, ValueError):
     """An input image cannot be used; the message names the file and the fix."""
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """A file that was named, or that an earlier step should have written, does not exist."""
+
+
+class OutputExistsError(UserError, FileExistsError):
+    """Writing would replace an existing file, and replacing was not asked for."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +110,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + "".join(target.suffixes),
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMPORARY_MARK + "".join(target.suffixes),
                                     dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -84,6 +122,75 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_paths(paths: Sequence[PathLike]) -> Iterator[list[Path]]:
+    """Yield temporary paths for files written as one set: all are moved into place, or none.
+
+    Each path is an :func:`atomic_path`; if the body raises, every temporary file is removed and no
+    destination is touched. On success the files are renamed one after the other (renames in one
+    folder do not fail for want of space).
+    """
+    with ExitStack() as stack:
+        yield [stack.enter_context(atomic_path(path)) for path in paths]
+
+
+@contextmanager
+def new_folder(path: PathLike) -> Iterator[Path]:
+    """Create ``path`` (and missing parents) for the body; remove those it created if the body raises.
+
+    Folders are removed only while empty, so nothing written by others is lost.
+    """
+    folder = Path(path)
+    created = [parent for parent in (folder, *folder.parents) if not parent.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        for made in created:  # deepest first
+            with suppress(OSError):
+                made.rmdir()
+        raise
+
+
+def destination_of(path: PathLike) -> Path:
+    """Return the file that an :func:`atomic_path` temporary file stands for (any other path unchanged)."""
+    file = Path(path)
+    match = re.fullmatch(rf"\.(.+)\.[^.]+{re.escape(TEMPORARY_MARK)}.*", file.name)
+    return file.with_name(match.group(1)) if match else file
+
+
+def remove_stale_temporaries(folder: PathLike) -> list[Path]:
+    """Delete the temporary files that killed :func:`atomic_path` writes left under ``folder``.
+
+    Call it only while no write into ``folder`` is under way (e.g. under a lock).
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    stale = sorted(path for path in Path(folder).rglob(f".*{TEMPORARY_MARK}*")
+                   if path.is_file() and TEMPORARY_MARK in path.name)
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def writable_folder_problem(path: PathLike) -> str | None:
+    """Why files cannot be written into folder ``path`` (to be created if missing), or None.
+
+    Checks, without creating anything, that ``path`` is a writable folder or that its nearest
+    existing parent is one.
+    """
+    folder = Path(path)
+    existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"no permission to write in {existing}"
+    return None
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
@@ -114,9 +221,42 @@ def sha256(path: PathLike) -> str:
     return digest.hexdigest()
 
 
+def nifti_image(array: np.ndarray, affine: np.ndarray, dtype: np.dtype | type | None = None,
+                like: nib.Nifti1Header | None = None) -> nib.Nifti1Image:
+    """Build a NIfTI-1 image of ``array``, with the header of a source image if given.
+
+    Parameters
+    ----------
+    array : ndarray
+        Image data in (X, Y, Z) order.
+    affine : ndarray, shape (4, 4)
+        Voxel-to-world affine, mm.
+    dtype : dtype, optional
+        Stored type; default float32, or uint8 for boolean arrays.
+    like : nibabel.Nifti1Header, optional
+        Header of the image this one derives from (same grid): its qform and sform (with their
+        codes), units and ``descrip`` are kept. Default: both forms ``affine`` with code 1
+        (scanner), units mm and s.
+    """
+    data = np.asarray(array)
+    if dtype is None:
+        dtype = np.uint8 if data.dtype == bool else np.float32
+    image = nib.Nifti1Image(data.astype(dtype), np.asarray(affine, dtype=np.float64))
+    if like is None:
+        image.header.set_xyzt_units(xyz="mm", t="sec")
+        image.header.set_qform(image.affine, code=1)
+        image.header.set_sform(image.affine, code=1)
+    else:
+        image.header.set_xyzt_units(*like.get_xyzt_units())
+        image.header.set_qform(like.get_qform(), code=int(like["qform_code"]))
+        image.header.set_sform(like.get_sform(), code=int(like["sform_code"]))
+        image.header["descrip"] = like["descrip"]
+    return image
+
+
 def save_nifti(path: PathLike, array: np.ndarray, affine: np.ndarray,
                dtype: np.dtype | type | None = None) -> Path:
-    """Write a NIfTI-1 image atomically.
+    """Write a NIfTI-1 image (:func:`nifti_image`) atomically.
 
     Parameters
     ----------
@@ -135,13 +275,7 @@ def save_nifti(path: PathLike, array: np.ndarray, affine: np.ndarray,
     Path
         ``path``.
     """
-    data = np.asarray(array)
-    if dtype is None:
-        dtype = np.uint8 if data.dtype == bool else np.float32
-    image = nib.Nifti1Image(data.astype(dtype), np.asarray(affine, dtype=np.float64))
-    image.header.set_xyzt_units(xyz="mm", t="sec")
-    image.header.set_qform(image.affine, code=1)
-    image.header.set_sform(image.affine, code=1)
+    image = nifti_image(array, affine, dtype)
     with atomic_path(path) as tmp:
         nib.save(image, tmp)
     return Path(path)
@@ -215,23 +349,61 @@ def check_same_grid(name: str, shape: tuple[int, ...], affine: np.ndarray, ref_n
         )
 
 
-def check_finite(name: str, data: np.ndarray) -> None:
-    """Raise if ``data`` holds NaN or infinite values, saying how many."""
-    bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+def check_finite(name: str, data: np.ndarray, mask: np.ndarray | None = None) -> None:
+    """Raise if ``data`` (inside ``mask``, if given) holds NaN or infinite values, saying how many."""
+    inside = data if mask is None else data[mask]
+    bad = int(np.size(inside) - np.count_nonzero(np.isfinite(inside)))
     if bad:
+        where = "" if mask is None else " inside the mask"
         raise DataValidationError(
-            f"{name}: {bad} non-finite voxel(s) (NaN or inf); replace them "
-            "(e.g. numpy.nan_to_num) and exclude them from the mask"
+            f"{name}: {bad} non-finite voxel(s) (NaN or inf){where}; replace them "
+            "(e.g. numpy.nan_to_num) or exclude them from the mask"
         )
+
+
+def zero_nonfinite(data: np.ndarray) -> np.ndarray:
+    """Return ``data`` with NaN and infinite values replaced by 0 (``data`` itself when there are none)."""
+    finite = np.isfinite(data)
+    return data if finite.all() else np.where(finite, data, np.zeros((), dtype=data.dtype))
+
+
+def check_plausible(maps: np.ndarray, mask: np.ndarray, source: str) -> None:
+    """Raise unless the stacked PD/T1/T2 ``maps`` lie in :data:`MAP_RANGES` inside ``mask``.
+
+    Parameters
+    ----------
+    maps : ndarray, shape (3, X, Y, Z)
+        PD (a.u.), T1 (ms), T2 (ms).
+    mask : ndarray of bool, shape (X, Y, Z)
+        Brain mask.
+    source : str
+        What made the maps, for the message (e.g. ``"model M12++.pt"``).
+    """
+    for label, data in zip(MAP_NAMES, maps):
+        low, high = MAP_RANGES[label]
+        inside = data[mask]
+        finite = np.isfinite(inside)
+        bad = ~finite | (inside > high) | ((inside < low) if label == "PD" else (inside <= low))
+        if bad.any():
+            wrong = inside[bad]
+            worst = "non-finite" if not finite.all() else f"from {wrong.min():.3g} to {wrong.max():.3g}"
+            unit = "a.u." if label == "PD" else "ms"
+            raise DataValidationError(
+                f"{source}: {int(bad.sum())} {label} value(s) inside the mask outside the physical "
+                f"range ({worst} {unit}; allowed {'[' if label == 'PD' else '('}{low:g}, {high:g}]); the "
+                "model's weights may be damaged or the inputs unlike its training data; nothing was "
+                "written; check the inputs' units and contrasts, or retrain the model"
+            )
 
 
 def validate_maps(maps: np.ndarray, mask: np.ndarray, names: tuple[str, str, str] = MAP_NAMES,
                   mask_name: str = "mask") -> None:
     """Check stacked PD/T1/T2 maps (3, X, Y, Z) and a boolean mask; raise on the first problem.
 
-    Checks: finite everywhere; non-empty mask; PD ≥ 0 and T1, T2 > 0 inside the mask; T1 and T2
-    in ms (a median inside the mask below :data:`T1_SECONDS_THRESHOLD` or
-    :data:`T2_SECONDS_THRESHOLD` means seconds).
+    Checks: non-empty mask; finite, PD ≥ 0 and T1, T2 > 0 inside the mask; T1 and T2 in ms (a
+    median inside the mask below :data:`T1_SECONDS_THRESHOLD` or :data:`T2_SECONDS_THRESHOLD` means
+    seconds). Voxels outside the mask are not checked. Warns (:class:`UserWarning`) when T2 > T1 in
+    more than :data:`SWAPPED_FRACTION` of the mask: T1 and T2 look swapped.
 
     Parameters
     ----------
@@ -244,13 +416,13 @@ def validate_maps(maps: np.ndarray, mask: np.ndarray, names: tuple[str, str, str
     mask_name : str
         How to name the mask in messages.
     """
-    for name, data in zip(names, maps):
-        check_finite(name, data)
     if not mask.any():
         raise DataValidationError(
             f"{mask_name}: empty mask (no voxel selected); pass the brain mask, non-zero inside "
             "the brain"
         )
+    for name, data in zip(names, maps):
+        check_finite(name, data, mask)
     pd_name, t1_name, t2_name = names
     negative = int(np.count_nonzero(maps[0][mask] < 0))
     if negative:
@@ -273,6 +445,13 @@ def validate_maps(maps: np.ndarray, mask: np.ndarray, names: tuple[str, str, str
                 f"{name}: {label} values look like seconds (median {median:.3g} inside the mask); "
                 "multiply the map by 1000 to give milliseconds"
             )
+    swapped = float(np.mean(maps[2][mask] > maps[1][mask]))
+    if swapped > SWAPPED_FRACTION:
+        warnings.warn(
+            f"{t1_name}, {t2_name}: T2 > T1 in {100 * swapped:.0f} % of the mask, where tissue has "
+            "T1 > T2; the T1 and T2 maps look swapped, check which file is which",
+            UserWarning, stacklevel=2,
+        )
 
 
 def load_qmri_maps(pd: PathLike, t1: PathLike, t2: PathLike, mask: PathLike | None = None,
@@ -291,12 +470,14 @@ def load_qmri_maps(pd: PathLike, t1: PathLike, t2: PathLike, mask: PathLike | No
     Returns
     -------
     QMRIMaps
+        Non-finite voxels (only outside the mask, where they are allowed) replaced by 0.
 
     Raises
     ------
     DataValidationError
-        Not a 3-D volume; shapes or affines differ; non-finite values; empty mask; PD < 0 or
-        T1/T2 ≤ 0 inside the mask; T1/T2 apparently in seconds. The message names the file.
+        Not a 3-D volume; shapes or affines differ; non-finite mask; empty mask; non-finite
+        values, PD < 0 or T1/T2 ≤ 0 inside the mask; T1/T2 apparently in seconds. The message
+        names the file.
     """
     paths = {"PD": Path(pd), "T1": Path(t1), "T2": Path(t2)}
     volumes, affine = [], None
@@ -312,9 +493,7 @@ def load_qmri_maps(pd: PathLike, t1: PathLike, t2: PathLike, mask: PathLike | No
     maps = np.stack(volumes).astype(np.float32)
     names = tuple(f"{label} map {path}" for label, path in paths.items())
     if mask is None:
-        for name, data in zip(names, maps):
-            check_finite(name, data)
-        mask_b = np.all(maps > 0, axis=0)
+        mask_b = np.all(np.isfinite(maps) & (maps > 0), axis=0)
         mask_name = f"mask derived from {paths['PD']} (PD, T1, T2 > 0)"
     else:
         mask_name = f"mask {Path(mask)}"
@@ -324,13 +503,13 @@ def load_qmri_maps(pd: PathLike, t1: PathLike, t2: PathLike, mask: PathLike | No
         check_finite(mask_name, data)
         mask_b = data != 0
     validate_maps(maps, mask_b, names, mask_name)  # type: ignore[arg-type]
-    return QMRIMaps(maps, mask_b, affine)
+    return QMRIMaps(zero_nonfinite(maps), mask_b, affine)
 
 
 def load_guides(t1w: PathLike | None = None, t2w: PathLike | None = None,
                 reference_affine: np.ndarray | None = None,
                 reference_shape: tuple[int, int, int] | None = None,
-                atol: float = AFFINE_ATOL_MM) -> dict[str, np.ndarray]:
+                atol: float = AFFINE_ATOL_MM, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Load and validate the weighted guide images (any intensity scale).
 
     Parameters
@@ -341,16 +520,20 @@ def load_guides(t1w: PathLike | None = None, t2w: PathLike | None = None,
         The grid of the quantitative maps; every guide must lie on it (default: the first guide's).
     atol : float
         Tolerance (mm) on the affines.
+    mask : ndarray of bool, optional
+        Brain mask on the reference grid: only its voxels must be finite (default: every voxel).
 
     Returns
     -------
     dict
-        ``{"T1w": (X, Y, Z) float32, "T2w": ...}`` for the guides given.
+        ``{"T1w": (X, Y, Z) float32, "T2w": ...}`` for the guides given, non-finite voxels
+        (outside ``mask``) replaced by 0.
 
     Raises
     ------
     DataValidationError
-        No guide; not a 3-D volume; non-finite values; grid differs from the reference.
+        No guide; not a 3-D volume; non-finite values (inside ``mask``); grid differs from the
+        reference.
     """
     given = {name: Path(p) for name, p in (("T1w", t1w), ("T2w", t2w)) if p is not None}
     if not given:
@@ -366,6 +549,6 @@ def load_guides(t1w: PathLike | None = None, t2w: PathLike | None = None,
         check_same_grid(name, data.shape, aff, ref_name,
                         data.shape if reference_shape is None else reference_shape,
                         reference_affine, atol)
-        check_finite(name, data)
-        guides[label] = data
+        check_finite(name, data, mask)
+        guides[label] = zero_nonfinite(data)
     return guides

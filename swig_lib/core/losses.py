@@ -6,15 +6,10 @@ masks are (B, H, W). Every function is differentiable in ``q_hat`` and works in 
 
 Φ on a crop
 -----------
-Φ of eq. 3 acts on whole slices of the acquisition grid (N_x, N_y): a centred square k-space band,
-i.e. a separable *circular* convolution ``Φ(C) = A_x · C · A_yᵀ`` with the real, symmetric,
-circulant band-pass matrices ``A_x`` (N_x × N_x) and ``A_y``. The prediction is zero outside the
-brain (the model multiplies it by the brain mask), so on any window of n ≤ N consecutive voxels
-(indices taken modulo N) that contains the brain, ``Φ(C)`` restricted to the window equals
-``A_x[w, w] · C[w] · A_y[w, w]ᵀ``; because ``A`` is circulant, ``A[w, w]`` is the same n × n
-matrix for every window position. :func:`lowpass_matrix` builds it by applying
-:func:`swig_lib.core.kspace.truncate_kspace` (noise-free) to unit vectors, so training on brain-cropped
-slices uses *exactly* the operator that made the data, at the cost of two small matrix products.
+The data term takes Φ as one object, a :class:`swig_lib.core.kspace.WindowedTruncation`: the
+noise-free Φ of eq. 3 (:class:`swig_lib.core.kspace.KSpaceTruncation`, the operator that made the
+data) restricted to the training window, exact there because the prediction is zero outside the
+brain (see "Φ on a window" in :mod:`swig_lib.core.kspace`).
 """
 
 from __future__ import annotations
@@ -25,7 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from swig_lib.core.kspace import truncate_kspace
+from swig_lib.core.kspace import WindowedTruncation
 from swig_lib.core.physics import qmri_contrasts, weighted_image
 from swig_lib.core.protocols import GUIDE_PROTOCOLS, QMRIProtocol
 
@@ -51,61 +46,12 @@ class LossTerms(NamedTuple):
     guide: Tensor
 
 
-def lowpass_matrix(
-    n_full: int,
-    n_crop: int,
-    keep: float,
-    dtype: torch.dtype = torch.float32,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """The 1-D factor of noise-free Φ (eq. 3) restricted to a window of ``n_crop`` voxels.
-
-    Parameters
-    ----------
-    n_full : int
-        Length N of the acquisition grid along this axis, voxels.
-    n_crop : int
-        Length n ≤ N of the window (any position, indices modulo N), voxels.
-    keep : float
-        Fraction of the k-space axis kept (as in :func:`swig_lib.core.kspace.centre_mask`).
-    dtype, device
-        Of the returned matrix.
-
-    Returns
-    -------
-    Tensor
-        ``A`` of shape (n_crop, n_crop), dimensionless: ``(A @ C @ Bᵀ)`` with ``B`` the matrix of the
-        other axis equals ``truncate_kspace(C_full, keep)`` on the window when ``C_full`` is zero
-        outside it.
-    """
-    if not 0 < n_crop <= n_full:
-        raise ValueError(f"window length must lie in [1, {n_full}]; got {n_crop}")
-    # Unit impulses as rows of (N, N, 1) images: the length-1 second axis keeps only its DC, so
-    # truncate_kspace reduces to the 1-D band along the first image axis.
-    impulses = torch.eye(n_full, dtype=torch.float64)[:, :, None]
-    full = truncate_kspace(impulses, keep=keep, sigma=0.0)[:, :, 0].T  # column j: response to δ_j
-    return full[:n_crop, :n_crop].to(dtype=dtype, device=device).contiguous()
-
-
-def apply_lowpass(images: Tensor, a_rows: Tensor, a_cols: Tensor) -> Tensor:
-    """Noise-free Φ on cropped images: ``a_rows · images · a_colsᵀ`` over the last two axes.
-
-    Parameters
-    ----------
-    images : Tensor
-        (..., n_rows, n_cols), signal units.
-    a_rows, a_cols : Tensor
-        :func:`lowpass_matrix` for the two in-plane axes.
-    """
-    return a_rows @ images @ a_cols.transpose(-1, -2)
-
-
 def data_consistency_loss(
     q_hat: Tensor,
     c_l: Tensor,
     region: Tensor,
     sigma: float,
-    lowpass: tuple[Tensor, Tensor],
+    phi: WindowedTruncation,
     protocol: QMRIProtocol = QMRIProtocol(),
 ) -> Tensor:
     """LR data consistency L_l, eq. 9: Σ_i MSE(C_l^i, Φ(M^i(Q̂_h))) / σ².
@@ -128,8 +74,8 @@ def data_consistency_loss(
         (B, H, W) bool or {0, 1}: the voxels compared.
     sigma : float
         Noise level σ of eq. 3 (a.u.).
-    lowpass : (Tensor, Tensor)
-        Row and column factors of Φ on the crop (:func:`lowpass_matrix`).
+    phi : WindowedTruncation
+        Noise-free Φ on the crop (:meth:`swig_lib.core.kspace.KSpaceTruncation.on_window`).
     protocol : QMRIProtocol
         TR/TE of the contrasts (ms).
 
@@ -140,9 +86,7 @@ def data_consistency_loss(
     """
     if sigma <= 0:
         raise ValueError(f"sigma must be positive; got {sigma}")
-    predicted = apply_lowpass(
-        qmri_contrasts(q_hat[:, 0], q_hat[:, 1], q_hat[:, 2], protocol, dim=1), *lowpass
-    )
+    predicted = phi.forward(qmri_contrasts(q_hat[:, 0], q_hat[:, 1], q_hat[:, 2], protocol, dim=1))
     weight = region.to(predicted.dtype).unsqueeze(1)
     count = weight.sum().clamp_min(1.0)
     mse_per_contrast = ((predicted - c_l) ** 2 * weight).sum(dim=(0, 2, 3)) / count
@@ -234,7 +178,7 @@ def swig_loss(
     mask: Tensor,
     region: Tensor,
     sigma: float,
-    lowpass: tuple[Tensor, Tensor],
+    phi: WindowedTruncation,
     alpha: float,
     data_consistency: bool = True,
     loss_guides: Sequence[str] | None = None,
@@ -246,7 +190,7 @@ def swig_loss(
 
     Parameters
     ----------
-    q_hat, c_l, mask, region, sigma, lowpass
+    q_hat, c_l, mask, region, sigma, phi
         See :func:`data_consistency_loss` and :func:`guide_loss`.
     guides : mapping of str to Tensor
         Every available guide (B, H, W).
@@ -262,7 +206,7 @@ def swig_loss(
     LossTerms
     """
     names = list(guides) if loss_guides is None else list(loss_guides)
-    l_data = data_consistency_loss(q_hat, c_l, region, sigma, lowpass)
+    l_data = data_consistency_loss(q_hat, c_l, region, sigma, phi)
     l_guide = guide_loss(q_hat, {name: guides[name] for name in names}, mask)
     total = q_hat.new_zeros(())
     if data_consistency:

@@ -132,6 +132,7 @@ class ResidualBlock(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        """Return ``x`` plus the block's residual."""
         return x + self.body(x)
 
 

@@ -11,8 +11,10 @@ Nyquist band is [-pi, pi); axis 0 of an image pairs with ``kx``, axis 1 with ``k
 * Adjoint ``A^H`` (FINUFFT type 1, ``isign=+1``, unnormalised):
   ``x[n] = sum_j y_j exp(+i (kx_j n_0 + ky_j n_1))``.
 
-With these, ``<A x, y> = <x, A^H y>`` exactly (up to the requested NUFFT tolerance), and a fully
-sampled Cartesian grid would give ``A^H A = N_voxels * I``.
+With these, ``<A x, y> = <x, A^H y>`` to rounding (FINUFFT's interpolation is the transpose of its
+spreading, whatever the requested tolerance), and a fully sampled Cartesian grid would give
+``A^H A = N_voxels * I`` up to the tolerance. :class:`NUFFT` holds the pair on fixed sample points
+as one linear operator (``tests/test_operators.py`` checks its contract).
 
 Gridding reconstruction is ``A^H W y`` with density compensation ``W`` from the Pipe-Menon
 iteration (started from the analytic ramp, :func:`ramp_dcf`, :func:`pipe_menon_dcf`) and a scalar
@@ -29,6 +31,8 @@ Pipe JG, Menon P. Sampling density compensation in MRI: rationale and an iterati
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import finufft
 import numpy as np
@@ -60,7 +64,7 @@ def golden_angles(n_spokes: int, start: int = 0) -> np.ndarray:
 
 
 def readout_length(shape: tuple[int, int], kmax_fraction: float, oversampling: int = 2) -> int:
-    """Number of samples along a diametral spoke (odd, so k = 0 is sampled).
+    """Count the samples along a diametral spoke (odd, so k = 0 is sampled).
 
     The sample spacing is dk = 2 pi / (oversampling * max(shape)) rad/voxel (the Nyquist spacing
     of the larger field of view, oversampled along the readout as scanners do) and the spoke spans
@@ -163,6 +167,34 @@ def nufft_adjoint(
     )
 
 
+@dataclass(frozen=True, eq=False)
+class NUFFT:
+    """The radial (non-uniform) Fourier operator A on fixed sample points, with its adjoint A^H.
+
+    Attributes
+    ----------
+    kx, ky : ndarray with M elements
+        Sample coordinates, rad/voxel.
+    shape : (int, int)
+        Image grid (X, Y).
+    eps : float
+        Requested relative NUFFT tolerance.
+    """
+
+    kx: np.ndarray
+    ky: np.ndarray
+    shape: tuple[int, int]
+    eps: float = 1e-6
+
+    def forward(self, images: np.ndarray) -> np.ndarray:
+        """Apply A: (X, Y) or (B, X, Y) images to (M,) or (B, M) samples (:func:`nufft_forward`)."""
+        return nufft_forward(images, self.kx, self.ky, self.eps)
+
+    def adjoint(self, samples: np.ndarray) -> np.ndarray:
+        """Apply A^H: (M,) or (B, M) samples to (X, Y) or (B, X, Y) images (:func:`nufft_adjoint`)."""
+        return nufft_adjoint(samples, self.kx, self.ky, self.shape, self.eps)
+
+
 def forward_frames(
     signals: np.ndarray,
     support: np.ndarray,
@@ -245,7 +277,7 @@ def pipe_menon_dcf(
     n_iterations: int = 10,
     eps: float = 1e-6,
 ) -> np.ndarray:
-    """Iterative density compensation (Pipe & Menon 1999), kernel applied with two NUFFTs.
+    """Compute iterative density compensation (Pipe & Menon 1999), the kernel applied by two NUFFTs.
 
     Iterates ``w <- w / (C * w)`` where ``(C * w)_i = sum_j w_j C(k_i - k_j)``. The kernel ``C`` is
     the Fourier transform of a Gaussian image-domain window (standard deviation half the larger
@@ -280,8 +312,9 @@ def pipe_menon_dcf(
     sigma = max(shape) / 2.0
     window = np.exp(-(n0[:, None] ** 2 + n1[None, :] ** 2) / (2.0 * sigma**2))
     weights = initial.ravel().astype(np.float64)
+    doubled = NUFFT(kx, ky, grid, eps)
     for _ in range(n_iterations):
-        density = nufft_forward(window * nufft_adjoint(weights, kx, ky, grid, eps), kx, ky, eps)
+        density = doubled.forward(window * doubled.adjoint(weights))
         weights = weights / density.real
     return weights.reshape(kx.shape)
 
@@ -388,4 +421,4 @@ def grid_subspace(
         raise ValueError(f"basis has {basis.shape[0]} time points, samples {samples.shape[0]}")
     weighted = (dcf * samples).reshape(samples.shape[0], -1)
     projected = np.conj(basis).T[:, :, None] * weighted[None]
-    return nufft_adjoint(projected.reshape(basis.shape[1], -1), kx, ky, shape, eps)
+    return NUFFT(kx, ky, shape, eps).adjoint(projected.reshape(basis.shape[1], -1))

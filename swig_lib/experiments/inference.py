@@ -1,9 +1,13 @@
-"""Inference: super-resolve whole volumes slice by slice, and the ``swig apply`` command.
+"""Inference: super-resolve whole volumes slice by slice, and apply a model to a user's NIfTI files.
 
-``swig apply --model M.pt --pd PD.nii.gz --t1 T1.nii.gz --t2 T2.nii.gz --t1w T1w.nii.gz
---t2w T2w.nii.gz --mask MASK.nii.gz --out DIR`` validates the inputs (:mod:`swig_lib.core.io`),
-runs the model and writes ``DIR/PDmap.nii.gz``, ``T1map.nii.gz``, ``T2map.nii.gz`` with the
-input's affine.
+:func:`apply_files` (the ``swig apply`` command) validates the inputs (:mod:`swig_lib.core.io`),
+runs the model, checks that its output is physically plausible and writes one *set* of files to
+the output folder: ``PDmap.nii.gz``, ``T1map.nii.gz``, ``T2map.nii.gz`` (with the PD input's
+affine, orientation and header codes) and the sidecar ``swig_apply.json`` (provenance: checksums of
+the model and of every input, the settings, the versions, the outputs' checksums). The set is
+written all or nothing: into hidden temporary files first, renamed into place only when all are
+complete. An existing file is never replaced unless ``overwrite`` is given, and an output folder
+that holds any of the inputs is refused.
 
 A volume is processed as axial slices (last NIfTI axis) cropped to the brain's in-plane extent
 plus the network's receptive radius, in batches; with that margin the result on every brain voxel
@@ -13,21 +17,29 @@ and every voxel outside the mask are 0.
 
 from __future__ import annotations
 
-import argparse
+import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from swig_lib.cli import parse_device
+from swig_lib import __version__
 from swig_lib.core.io import (
     DataValidationError,
+    OutputExistsError,
+    UserError,
+    atomic_paths,
+    check_plausible,
     load_guides,
     load_qmri_maps,
-    save_nifti,
+    new_folder,
+    nifti_image,
+    sha256,
+    writable_folder_problem,
 )
 from swig_lib.core.models import MAP_NAMES, SwigResNet, zscore_guide
 from swig_lib.experiments.training.checkpoints import (
@@ -42,10 +54,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> SwigResN
 
     Raises
     ------
-    FileNotFoundError, swig_lib.experiments.training.checkpoints.CheckpointError
+    swig_lib.core.io.MissingFileError, swig_lib.experiments.training.checkpoints.CheckpointError
         For a missing or unusable file (the message names it and the fix).
     """
-    return model_from_checkpoint(load_checkpoint(path), device)
+    return model_from_checkpoint(load_checkpoint(path), device, source=path)
 
 
 @torch.no_grad()
@@ -73,7 +85,7 @@ def predict_volume(
     mask : numpy.ndarray
         (X, Y, Z) brain mask.
     batch_size : int
-        Slices per forward pass.
+        Slices per forward pass, at least 1.
     slices : numpy.ndarray, optional
         Axial slices to predict (default: every slice with brain voxels); the others are 0.
     device : str or torch.device, optional
@@ -86,6 +98,8 @@ def predict_volume(
     numpy.ndarray
         (3, X, Y, Z) float32 Q̂_h in physical units, 0 outside the mask.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     mask = np.ascontiguousarray(mask, dtype=bool)
     missing = [g for g in model.guides if g not in guides]
     if missing:
@@ -139,8 +153,10 @@ def predict_volume(
     return output
 
 
-#: File names written by ``swig apply`` (BIDS-like suffixes, as in the dataset).
+#: File names of the maps written by :func:`apply_files` (BIDS-like suffixes, as in the dataset).
 OUTPUT_FILES: dict[str, str] = {"PD": "PDmap.nii.gz", "T1": "T1map.nii.gz", "T2": "T2map.nii.gz"}
+#: File name of the provenance sidecar written with the maps.
+SIDECAR_FILE = "swig_apply.json"
 
 
 def to_input_orientation(
@@ -151,6 +167,46 @@ def to_input_orientation(
         nib.io_orientation(canonical_affine), nib.io_orientation(input_affine)
     )
     return nib.orientations.apply_orientation(volume, transform)
+
+
+def output_paths(out: str | Path) -> list[Path]:
+    """Return the files of one :func:`apply_files` set in ``out``: the three maps, then the sidecar."""
+    return [Path(out) / name for name in (*OUTPUT_FILES.values(), SIDECAR_FILE)]
+
+
+def check_output_folder(out: str | Path, inputs: Mapping[str, str | Path], overwrite: bool = False) -> None:
+    """Refuse an output folder that would lose a user's file, before any work is done.
+
+    Parameters
+    ----------
+    out : path
+        The output folder (created later if missing).
+    inputs : mapping of str to path
+        Every input file by option name (e.g. ``{"--pd": "PD.nii.gz", "--model": ...}``).
+    overwrite : bool
+        Allow replacing the files of an earlier set (:func:`output_paths`).
+
+    Raises
+    ------
+    swig_lib.core.io.UserError
+        When the folder holds one of the inputs (compared after resolving links) or cannot be
+        written; :class:`swig_lib.core.io.OutputExistsError` when a file of the set exists and
+        ``overwrite`` is False.
+    """
+    folder = Path(out).resolve()
+    outputs = {path.resolve() for path in output_paths(folder)}
+    for option, path in inputs.items():
+        given = Path(path)
+        if given.resolve() in outputs or folder in {given.resolve().parent, given.absolute().parent.resolve()}:
+            raise UserError(f"{out}: the output folder holds the input {option} {path}; choose another --out "
+                            "so that no input can be replaced")
+    problem = writable_folder_problem(folder)
+    if problem:
+        raise UserError(f"{out}: cannot write the outputs there ({problem}); choose another --out")
+    existing = [path for path in output_paths(out) if path.exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(f"{existing[0]}: exists (an earlier result?); pass --overwrite to replace "
+                                f"the set {', '.join(p.name for p in output_paths(out))}, or choose another --out")
 
 
 def apply_files(
@@ -164,12 +220,15 @@ def apply_files(
     mask: str | Path | None = None,
     batch_size: int = 8,
     device: str | torch.device = "cpu",
+    overwrite: bool = False,
 ) -> dict[str, Path]:
-    """Super-resolve a user's NIfTI maps with a trained model; write PD/T1/T2 maps to ``out``.
+    """Super-resolve a user's NIfTI maps with a trained model; write PD/T1/T2 maps and a sidecar to ``out``.
 
     Inputs are validated by :func:`swig_lib.core.io.load_qmri_maps` and :func:`swig_lib.core.io.load_guides`
-    (one voxel grid, finite, T1/T2 in ms, ...). The outputs have the input maps' affine, shape and
-    orientation.
+    (one voxel grid, finite inside the mask, T1/T2 in ms, ...). The outputs have the PD input's
+    affine, shape, orientation, qform/sform codes and ``descrip``. Nothing is written unless every
+    check passed and the outputs lie in :data:`swig_lib.core.io.MAP_RANGES`; then the set
+    (:func:`output_paths`) is written all or nothing.
 
     Parameters
     ----------
@@ -178,15 +237,17 @@ def apply_files(
     pd, t1, t2 : path
         LR maps: PD (a.u.), T1 and T2 (ms).
     out : path
-        Output folder (created); files :data:`OUTPUT_FILES`.
+        Output folder (created); files :data:`OUTPUT_FILES` and :data:`SIDECAR_FILE`.
     t1w, t2w : path, optional
         Guides; those the model needs are required.
     mask : path, optional
-        Brain mask (default: where PD, T1 and T2 > 0).
+        Brain mask (default: where PD, T1 and T2 are finite and > 0).
     batch_size : int
-        Slices per forward pass.
+        Slices per forward pass, at least 1.
     device : str or torch.device
         Where the model runs.
+    overwrite : bool
+        Replace the files of an earlier set in ``out``.
 
     Returns
     -------
@@ -195,71 +256,64 @@ def apply_files(
 
     Raises
     ------
-    swig_lib.core.io.DataValidationError
-        For invalid inputs or a guide the model needs but was not given.
+    swig_lib.core.io.UserError
+        For an unusable output folder (:func:`check_output_folder`), model (missing, damaged, not
+        a SWIG model, a guide it needs not given) or input, or implausible outputs; nothing is
+        written then.
     """
-    model = load_model(model_path, device)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    device = torch.device(device)
     given = {"T1w": t1w, "T2w": t2w}
+    files = {"--pd": pd, "--t1": t1, "--t2": t2, "--mask": mask, "--t1w": t1w, "--t2w": t2w,
+             "--model": model_path}
+    check_output_folder(out, {k: v for k, v in files.items() if v is not None}, overwrite)
+    payload = load_checkpoint(model_path)
+    model = model_from_checkpoint(payload, device, source=model_path)
+    if not model.guides:
+        raise DataValidationError(
+            f"{model_path}: a model without guide inputs is not a SWIG model (e.g. the supervised "
+            "Acq5^R reconstruction CNN, which corrects radial Acq5 maps only); pass a SWIG checkpoint "
+            "from `swig train`, e.g. checkpoints/M12++.pt"
+        )
     missing = [g for g in model.guides if given[g] is None]
     if missing:
         flags = " ".join(f"--{g.lower()}" for g in missing)
         raise DataValidationError(
-            f"model {model_path} was trained with guide(s) {model.guides}; pass {flags}"
+            f"model {model_path}: trained with guide(s) {model.guides}; pass {flags}"
         )
     maps = load_qmri_maps(pd, t1, t2, mask)
     guides = load_guides(
         **{g.lower(): given[g] for g in model.guides},
         reference_affine=maps.affine,
         reference_shape=maps.mask.shape,
+        mask=maps.mask,
     )
     pred = predict_volume(model, maps.maps, guides, maps.mask, batch_size, device=device)
-    input_affine = nib.load(pd).affine
-    written = {}
-    for name, volume in zip(MAP_NAMES, pred, strict=True):
-        written[name] = save_nifti(
-            Path(out) / OUTPUT_FILES[name],
-            to_input_orientation(volume, maps.affine, input_affine),
-            input_affine,
-        )
-    return written
-
-
-def run_apply(args: argparse.Namespace) -> int:
-    """``swig apply``."""
-    written = apply_files(
-        args.model,
-        args.pd,
-        args.t1,
-        args.t2,
-        args.out,
-        args.t1w,
-        args.t2w,
-        args.mask,
-        args.batch_size,
-        parse_device(args.device),
-    )
-    for name, path in written.items():
-        print(f"{name}: {path}")
-    return 0
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``swig apply``."""
-    parser = subparsers.add_parser(
-        "apply", help="super-resolve your own PD/T1/T2 maps with a trained model"
-    )
-    parser.add_argument(
-        "--model", required=True, help="checkpoint, e.g. results/quick/checkpoints/M12++.pt"
-    )
-    parser.add_argument("--pd", required=True, help="LR PD map (NIfTI, a.u.)")
-    parser.add_argument("--t1", required=True, help="LR T1 map (NIfTI, ms)")
-    parser.add_argument("--t2", required=True, help="LR T2 map (NIfTI, ms)")
-    parser.add_argument("--t1w", default=None, help="T1-weighted guide (IR-SPGR) on the maps' grid")
-    parser.add_argument(
-        "--t2w", default=None, help="T2-weighted guide (spin echo) on the maps' grid"
-    )
-    parser.add_argument("--mask", default=None, help="brain mask (default: PD, T1, T2 > 0)")
-    parser.add_argument("--out", required=True, help="output folder for PDmap/T1map/T2map.nii.gz")
-    parser.add_argument("--batch-size", type=int, default=8, help="slices per forward pass")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
-    parser.set_defaults(func=run_apply)
+    check_plausible(pred, maps.mask, f"model {model_path}")
+    source = nib.load(pd)
+    images = [
+        nifti_image(to_input_orientation(volume, maps.affine, source.affine), source.affine,
+                    like=source.header)
+        for volume in pred
+    ]
+    used = ["--pd", "--t1", "--t2", "--mask", *(f"--{g.lower()}" for g in model.guides)]
+    provenance: dict[str, Any] = {
+        "swig_lib": __version__,
+        "torch": torch.__version__,
+        "model": {"path": str(model_path), "sha256": sha256(model_path),
+                  "weights_sha256": payload["weights_sha256"], "guides": model.guides,
+                  "use_ql": model.use_ql},
+        "inputs": {option.lstrip("-"): {"path": str(files[option]), "sha256": sha256(files[option])}
+                   for option in used if files[option] is not None},
+        "settings": {"batch_size": batch_size, "device": str(device),
+                     "mask": "given" if mask is not None else "derived: PD, T1, T2 finite and > 0"},
+    }
+    paths = output_paths(out)
+    with new_folder(out), atomic_paths(paths) as temporaries:
+        for image, tmp in zip(images, temporaries):
+            nib.save(image, tmp)
+        provenance["outputs"] = {name: {"file": path.name, "sha256": sha256(tmp)}
+                                 for name, path, tmp in zip(MAP_NAMES, paths, temporaries)}
+        temporaries[-1].write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+    return dict(zip(MAP_NAMES, paths))

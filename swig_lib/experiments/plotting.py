@@ -181,7 +181,8 @@ def plot_subject_metrics(
     models : sequence of str, optional
         Other models in drawing order; default: order of first appearance in ``df``.
     level : float
-        Confidence level of the Student-t interval of the mean (:func:`~swig_lib.experiments.evaluation.ranking.mean_ci`).
+        Confidence level of the Student-t interval of the mean
+        (:func:`~swig_lib.experiments.evaluation.ranking.mean_ci`).
     jitter : float
         Half-width of the uniform horizontal jitter of the subject points (x units).
     seed : int
@@ -563,7 +564,8 @@ def load_training_logs(folder: Any, variants: Sequence[str]) -> dict[str, pd.Dat
     Returns
     -------
     dict of str to pandas.DataFrame
-        One log per variant, in the given order (columns of :data:`swig_lib.experiments.training.checkpoints.LOG_COLUMNS`).
+        One log per variant, in the given order (columns of
+        :data:`swig_lib.experiments.training.checkpoints.LOG_COLUMNS`).
     """
     from pathlib import Path
 
@@ -572,7 +574,7 @@ def load_training_logs(folder: Any, variants: Sequence[str]) -> dict[str, pd.Dat
         path = Path(folder) / f"{name}.csv"
         if not path.is_file():
             raise FileNotFoundError(f"no training log {path}: train {name} first (`swig train`)")
-        logs[name] = pd.read_csv(path)
+        logs[name] = pd.read_csv(path, float_precision="round_trip")  # exact floats on pandas 2 too
     return logs
 
 
@@ -637,8 +639,9 @@ def plot_loss_grid(
 
 
 def outline_region(ax: Axes, region: Any, color: str = "yellow", linewidth: float = 1.2) -> Any:
-    """Draw the bounding box of a region of an axial ``(X, Y)`` slice on an image drawn with
-    :func:`orient_axial` (e.g. a zoomed area, or the kept k-space square of eq. 3).
+    """Draw the bounding box of a region of an axial ``(X, Y)`` slice.
+
+    The slice is drawn with :func:`orient_axial` (e.g. a zoomed area, or the kept k-space square of eq. 3).
 
     Parameters
     ----------

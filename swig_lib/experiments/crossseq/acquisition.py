@@ -8,8 +8,9 @@ synthesised from its HR maps Q_h (:func:`acquire_images`)::
     image = B(x) · M(Q_h) + n,    n ~ N(0, σ²) i.i.d. inside the brain mask, zero outside,
 
 * M: the guides' signal equations (eq. 15-17, signed, exactly as the training guides of
-  :func:`swig_lib.experiments.subjects.dataset.synthesize_guides`) and, for T2-FLAIR, the magnitude of eq. 18 (a scanner's
-  magnitude image) with an inversion time that nulls CSF (:meth:`ImageSettings.flair_protocol`);
+  :func:`swig_lib.experiments.subjects.dataset.synthesize_guides`) and, for T2-FLAIR, the
+  magnitude of eq. 18 (a scanner's magnitude image) with an inversion time that nulls CSF
+  (:meth:`ImageSettings.flair_protocol`);
 * B = exp(b · g(x)): a smooth multiplicative receive-bias field (:func:`bias_field`), g a random
   quadratic polynomial of the world coordinates with unit standard deviation over the brain, so
   ``b`` is the standard deviation of log B (0.1: about ±10 %);
@@ -81,7 +82,7 @@ class ImageSettings:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ImageSettings:
-        """Settings from a mapping (a profile table); unknown keys raise KeyError."""
+        """Read the settings from a mapping (a profile table); unknown keys raise KeyError."""
         check_known_fields(cls, values, "image")
         return cls(**{k: float(v) for k, v in values.items()})
 
@@ -204,7 +205,7 @@ def acquire_images(
     settings: ImageSettings = ImageSettings(),
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
-    """The acquired T1w, T2w and T2-FLAIR of a subject (:data:`IMAGE_NAMES`), seeded.
+    """Simulate the acquired T1w, T2w and T2-FLAIR of a subject (:data:`IMAGE_NAMES`), seeded.
 
     Parameters
     ----------

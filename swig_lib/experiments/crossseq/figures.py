@@ -20,15 +20,9 @@ from matplotlib.patches import Rectangle
 
 from swig_lib.core.metrics import hfen, ssim
 from swig_lib.core.models import MAP_NAMES
-from swig_lib.experiments.crossseq.evaluate import (
-    PROTOCOL_LABELS,
-    REFERENCE,
-    SOURCE_LABELS,
-    SOURCES,
-    Example,
-    sulcal_csf,
-    zoom_window,
-)
+from swig_lib.experiments.crossseq.example import Example
+from swig_lib.experiments.crossseq.settings import PROTOCOL_LABELS, REFERENCE, SOURCE_LABELS, SOURCES
+from swig_lib.experiments.crossseq.sulci import sulcal_csf, zoom_window
 from swig_lib.experiments.plotting import (
     BASELINE_COLOR,
     MODEL_COLOR,
@@ -43,7 +37,7 @@ def _protocols(example: Example) -> list[str]:
 
 
 def _column_title(protocol: str, source: str) -> str:
-    """Column title such as ``Acq5$^R$ $\\hat{Q}_h$``."""
+    r"""Column title such as ``Acq5$^R$ $\hat{Q}_h$``."""
     return f"{PROTOCOL_LABELS.get(protocol, protocol)} {SOURCE_LABELS[source]}"
 
 
@@ -65,7 +59,7 @@ def fig4a_maps(example: Example) -> Figure:
     Parameters
     ----------
     example : Example
-        The display slice (:class:`swig_lib.experiments.crossseq.evaluate.Example`).
+        The display slice (:class:`swig_lib.experiments.crossseq.example.Example`).
 
     Returns
     -------
@@ -118,7 +112,7 @@ def fig4c_flair(example: Example, zoom: int = 40) -> Figure:
     """Fig. 4c: T2-FLAIR synthesised from Q_l and Q̂_h versus the acquired one, sulci zoomed.
 
     Rows: the whole slice (the zoom window outlined), the zoom window on the region with the
-    most sulcal CSF (:func:`swig_lib.experiments.crossseq.evaluate.zoom_window`, from the tissue labels; sulcal
+    most sulcal CSF (:func:`swig_lib.experiments.crossseq.sulci.zoom_window`, from the tissue labels; sulcal
     CSF outlined in the acquired panel), and synthesised − acquired. The first column of the last
     row shows the image synthesised from Q_h minus the acquired one, the floor that noise and bias
     leave, when Q_h is known. Without tissue labels (users' data) the zoom is the slice centre.

@@ -15,7 +15,8 @@ reconstruction, a CNN trained with supervision on HR references. Our analogue is
       L = mean_{brain voxels, maps m} ((Q̂_m − Q_h,m) / s_m)²
 
 Training reuses :mod:`swig_lib.experiments.training`: its epoch loop and learning-rate schedule
-(:func:`~swig_lib.experiments.training.loop.run_epoch`, :func:`~swig_lib.experiments.training.loop.lr_factor`), seeding, crop windows and checkpoint
+(:func:`~swig_lib.experiments.training.loop.run_epoch`,
+:func:`~swig_lib.experiments.training.loop.lr_factor`), seeding, crop windows and checkpoint
 format, so :func:`swig_lib.experiments.inference.load_model` and
 :func:`~swig_lib.experiments.inference.predict_volume` read and apply the model like any SWIG model. The
 checkpoint records what it was trained with (:func:`recon_key`) and :func:`train_recon_cnn` reuses

@@ -1,25 +1,58 @@
-"""The ablation chapter's analyses (notebook 03): a representative subject and slice chosen by rule,
-Table III next to the paper's, and the paper's ablation claims checked one by one.
+"""The ablation chapter (notebook 03) as one call: :func:`run_ablation`.
+
+Its parts: the models of Table I as a table, the evaluation against Q_h
+(:func:`swig_lib.experiments.evaluation.evaluate.evaluate`), a representative subject and slice
+chosen by rule (Fig. 2), Table III next to the paper's and the selection it makes (written with
+:func:`swig_lib.experiments.evaluation.selection.write_selection`), the contribution of the guide
+loss (``M12++`` against the α = 0 control ``M12++a0``) and the paper's ablation claims checked one
+by one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
+from scipy.ndimage import uniform_filter
 
-from swig_lib.core.metrics import HIGHER_IS_BETTER, METRICS, map_metrics
+from swig_lib.core.io import PathLike
+from swig_lib.core.metrics import HIGHER_IS_BETTER, METRICS, hfen, map_metrics, ssim
+from swig_lib.core.models import MAP_NAMES
+from swig_lib.experiments.evaluation.evaluate import evaluate
 from swig_lib.experiments.evaluation.ranking import (
     BASELINE,
+    MODELS,
     TOTAL_ROW,
     Ranking,
+    mean_ci,
     metric_of,
     paper_table3,
+    rank_models,
     rank_percent,
 )
+from swig_lib.experiments.evaluation.selection import write_selection
+from swig_lib.experiments.inference import load_model, predict_volume
+from swig_lib.experiments.plotting import DIFF_LIMITS
+from swig_lib.experiments.training.checkpoints import checkpoint_paths
+from swig_lib.experiments.training.variants import VARIANTS
+from swig_lib.experiments.training.windows import select_slices
 from swig_lib.paper import TABLE3_MODELS
+
+#: The headline region (the paper's brain mask) and the other one (the mask eroded in-plane).
+HEADLINE, OTHER = "brain", "interior"
+#: Column labels of the reference and the input in the panels of Fig. 2 (matplotlib mathtext).
+REFERENCE_LABEL, INPUT_LABEL = "$Q_h$", "$Q_l$"
+#: Largest edge (voxels) of the zoom window of Fig. 2.
+ZOOM_SIZE = 64
+#: The full model and its α = 0 control, compared to isolate the guide loss.
+FULL_MODEL, CONTROL = "M12++", "M12++a0"
+#: A glued value: the value and its format specification (None: glued as is).
+Glue = dict[str, tuple[Any, str | None]]
 
 
 def median_subject(
@@ -28,7 +61,7 @@ def median_subject(
     metric: str = "ssim",
     region: str | None = "brain",
 ) -> str:
-    """The subject whose ``metric`` of ``model``, averaged over the maps, is the median.
+    """Return the subject whose ``metric`` of ``model``, averaged over the maps, is the median.
 
     A rule for a "representative" subject that nobody picks by hand (Fig. 2). With an even number
     of subjects the lower of the two middle subjects is returned; tied subjects keep the order
@@ -69,7 +102,7 @@ def median_slice(
     metric: str = "ssim",
     names: Sequence[str] = ("PD", "T1", "T2"),
 ) -> tuple[int, pd.DataFrame]:
-    """The axial slice whose ``metric`` (mean over the maps) is the median of a volume's slices.
+    """Return the axial slice whose ``metric`` (mean over the maps) is the median of a volume's slices.
 
     Parameters
     ----------
@@ -160,7 +193,7 @@ def table3_comparison(ranking: Ranking, paper: pd.DataFrame | None = None, decim
 def ablation_claims(
     percent: pd.DataFrame, ranked: Sequence[str] = TABLE3_MODELS, decimals: int = 2
 ) -> pd.DataFrame:
-    """The ablation findings the paper states (Sec. IV-A, Table III), checked on our percent changes.
+    """Check the ablation findings the paper states (Sec. IV-A, Table III) on our percent changes.
 
     Parameters
     ----------
@@ -233,3 +266,427 @@ def ablation_claims(
     selected = rank_percent(own).selected
     rows.append(("the lowest total rank selects M12++", "M12++", selected, selected == "M12++"))
     return pd.DataFrame(rows, columns=["claim", "paper", "this run", "agrees"]).set_index("claim")
+
+
+def table1(variants: Sequence[str], alpha: float) -> pd.DataFrame:
+    """Table I of the paper for ``variants``: inputs, loss terms and α of every model.
+
+    Parameters
+    ----------
+    variants : sequence of str
+        Keys of :data:`~swig_lib.experiments.training.variants.VARIANTS`.
+    alpha : float
+        The profile's ``train.alpha`` (a variant may override it).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``model``; columns ``Q_l input``, ``data consistency``, ``T1w guide``, ``T2w guide``
+        ("Yes"/"No"), ``α`` and ``source`` (the paper's Table I, or our control).
+    """
+    yes = {True: "Yes", False: "No"}
+    return pd.DataFrame([
+        {"model": name, "Q_l input": yes[v.use_ql], "data consistency": yes[v.data_consistency],
+         "T1w guide": yes["T1w" in v.guides], "T2w guide": yes["T2w" in v.guides],
+         "α": f"{v.resolved_alpha(alpha):g}", "source": "paper, Table I" if name in MODELS else "our control"}
+        for name, v in ((n, VARIANTS[n]) for n in variants)
+    ]).set_index("model")
+
+
+def region_ranking(table: pd.DataFrame, region: str, models: Sequence[str]) -> Ranking:
+    """Rank ``models`` by the paper's rule (:func:`~swig_lib.experiments.evaluation.ranking.rank_models`).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The per-subject table of :func:`~swig_lib.experiments.evaluation.evaluate.evaluate`.
+    region : str
+        ``"brain"`` or ``"interior"``.
+    models : sequence of str
+        The models to rank (against the baseline ``Q_l``).
+    """
+    rows = table[(table["region"] == region) & table["model"].isin([BASELINE, *models])]
+    return rank_models(rows[["model", "subject", "map", "ssim", "hfen"]], BASELINE)
+
+
+def guide_loss_contribution(table: pd.DataFrame, region: str, a: str = FULL_MODEL,
+                            b: str = CONTROL) -> pd.DataFrame:
+    """Paired comparison of two models over the test subjects, per map and metric.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The per-subject table of :func:`~swig_lib.experiments.evaluation.evaluate.evaluate`.
+    region : str
+        ``"brain"`` or ``"interior"``.
+    a, b : str
+        The models; by default the full model and its α = 0 control.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index (region, map, metric); columns: the mean paired difference ``a − b`` with its 95 %
+        confidence interval (Student t), the percent change of each model's mean over ``Q_l`` and a
+        verdict (``"<a> better"``, ``"<a> worse"``: the interval excludes zero; else
+        ``"no clear difference"``).
+    """
+    part = table[table["region"] == region]
+    rows = []
+    for name in MAP_NAMES:
+        for metric in ("ssim", "hfen"):
+            block = part[part["map"] == name].pivot(index="subject", columns="model", values=metric)
+            mean, lo, hi = mean_ci(block[a] - block[b])
+            better = (lo > 0) if metric == "ssim" else (hi < 0)
+            worse = (hi < 0) if metric == "ssim" else (lo > 0)
+            base = block[BASELINE].mean()
+            rows.append({"region": region, "map": name, "metric": metric.upper(),
+                         f"{a} − {b}": f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}]",
+                         f"{a} vs Q_l": f"{100 * (block[a].mean() / base - 1):+.2f} %",
+                         f"{b} vs Q_l": f"{100 * (block[b].mean() / base - 1):+.2f} %",
+                         "verdict": f"{a} better" if better else f"{a} worse" if worse else "no clear difference"})
+    return pd.DataFrame(rows).set_index(["region", "map", "metric"])
+
+
+@dataclass
+class RepresentativeSlice:
+    """The slice of Fig. 2: every model and Q_l next to Q_h on one axial slice.
+
+    Attributes
+    ----------
+    subject : str
+        The test subject (:func:`median_subject`).
+    z : int
+        The slice index in the subject's volume (:func:`median_slice`).
+    slice_k : int
+        The MNI152 slice number of ``z``.
+    mask : numpy.ndarray
+        (X, Y) brain mask of the slice.
+    panels : dict of str to numpy.ndarray
+        (3, X, Y) PD [a.u.], T1 [ms], T2 [ms] per column: :data:`REFERENCE_LABEL`, every model,
+        :data:`INPUT_LABEL`.
+    scores : dict of (str, str) to (float, float)
+        SSIM and HFEN against Q_h on the brain mask, by (column, map), Q_h excluded.
+    relative : pandas.DataFrame
+        Median relative error in percent over the brain voxels, one row per column (Q_h
+        excluded), one column per map.
+    zoom : tuple of slice
+        The square window of the zoom, (X, Y): where the error of Q_l, summed over the maps in
+        units of :data:`~swig_lib.experiments.plotting.DIFF_LIMITS`, is densest.
+    """
+
+    subject: str
+    z: int
+    slice_k: int
+    mask: np.ndarray
+    panels: dict[str, np.ndarray]
+    scores: dict[tuple[str, str], tuple[float, float]]
+    relative: pd.DataFrame
+    zoom: tuple[slice, slice]
+
+
+def zoom_window(q_l: np.ndarray, q_h: np.ndarray, mask: np.ndarray, size: int = ZOOM_SIZE) -> tuple[slice, slice]:
+    """Return the square window of a slice where the error of Q_l is densest.
+
+    The error is |Q_l − Q_h| summed over the maps in units of their
+    :data:`~swig_lib.experiments.plotting.DIFF_LIMITS`, zero outside the mask, averaged over a
+    ``size``-square (clipped to the slice) by a uniform filter; the window is centred on its
+    maximum and shifted inside the slice.
+
+    Parameters
+    ----------
+    q_l, q_h : numpy.ndarray
+        (3, X, Y) maps of the slice: PD [a.u.], T1 [ms], T2 [ms].
+    mask : numpy.ndarray
+        (X, Y) brain mask.
+    size : int
+        Largest window edge, voxels.
+
+    Returns
+    -------
+    tuple of slice
+        The window, (X, Y).
+    """
+    size = min(size, *mask.shape)
+    error_ql = sum(np.abs(q_l[c] - q_h[c]) / DIFF_LIMITS[name] for c, name in enumerate(MAP_NAMES))
+    density = uniform_filter(np.where(mask, error_ql, 0.0), size=size, mode="constant")
+    cx, cy = np.unravel_index(np.argmax(density), density.shape)
+    x0 = int(np.clip(cx - size // 2, 0, mask.shape[0] - size))
+    y0 = int(np.clip(cy - size // 2, 0, mask.shape[1] - size))
+    return np.s_[x0 : x0 + size, y0 : y0 + size]
+
+
+def representative_slice(profile: Mapping[str, Any], out: Path, dataset: Any, table: pd.DataFrame,
+                         variants: Sequence[str], device: torch.device) -> RepresentativeSlice:
+    """Pick the slice of Fig. 2 by rule and run every model on it.
+
+    The subject whose baseline SSIM on the brain mask is the median (:func:`median_subject`), and
+    in it the evaluated slice whose baseline SSIM is the median (:func:`median_slice`).
+
+    Parameters
+    ----------
+    profile : mapping
+        Reads ``eval.min_brain_fraction`` and ``eval.slice_stride``.
+    out : Path
+        ``<results_dir>/<profile>`` (the kept checkpoints).
+    dataset
+        The dataset (``acquired``, ``reference``, ``manifest["slices"]``).
+    table : pandas.DataFrame
+        The per-subject table of :func:`~swig_lib.experiments.evaluation.evaluate.evaluate`.
+    variants : sequence of str
+        The models to show.
+    device : torch.device
+        Where the models run.
+    """
+    cfg = profile["eval"]
+    shown = median_subject(table, BASELINE, "ssim", HEADLINE)
+    acq, q_h = dataset.acquired(shown), dataset.reference(shown)
+    mask = np.asarray(acq.mask, bool)
+    candidates = select_slices(mask, cfg["min_brain_fraction"], cfg["slice_stride"])
+    z, _ = median_slice(acq.q_l, q_h, mask, candidates, "ssim")
+    predictions = {
+        name: predict_volume(load_model(checkpoint_paths(out, name)[0], device),
+                             acq.q_l, acq.guides, mask, slices=np.array([z]))[..., z]
+        for name in variants
+    }
+    panels = {REFERENCE_LABEL: q_h[..., z], **predictions, INPUT_LABEL: acq.q_l[..., z]}
+    m2 = mask[..., z]
+    scores = {
+        (col, name): (ssim(img[c], q_h[c, ..., z], m2), hfen(img[c], q_h[c, ..., z], m2))
+        for col, img in panels.items() if col != REFERENCE_LABEL for c, name in enumerate(MAP_NAMES)
+    }
+    relative = pd.DataFrame({
+        col: {f"{name} median |error| / Q_h [%]":
+              100 * float(np.median(np.abs(img[c][m2] - q_h[c, ..., z][m2]) / q_h[c, ..., z][m2]))
+              for c, name in enumerate(MAP_NAMES)}
+        for col, img in panels.items() if col != REFERENCE_LABEL
+    }).T
+    return RepresentativeSlice(
+        subject=shown, z=int(z), slice_k=int(dataset.manifest["slices"][z]), mask=m2, panels=panels,
+        scores=scores, relative=relative, zoom=zoom_window(panels[INPUT_LABEL], panels[REFERENCE_LABEL], m2),
+    )
+
+
+def tissue_t1_spread(manifest: Mapping[str, Any]) -> float:
+    """Largest coefficient of variation (%) over the subjects of a tissue's mean T1.
+
+    Parameters
+    ----------
+    manifest : mapping
+        The dataset manifest: ``subjects`` → record → ``tissue_values`` → tissue → ``t1`` [ms].
+    """
+    tissues = pd.DataFrame([{"tissue": t, "t1": e["t1"]} for r in manifest["subjects"].values()
+                            for t, e in r["tissue_values"].items()])
+    cv = tissues.groupby("tissue")["t1"].agg(lambda x: 100 * x.std(ddof=1) / x.mean())
+    return float(cv.max())
+
+
+@dataclass
+class AblationResults:
+    """Everything :func:`run_ablation` produces.
+
+    Attributes
+    ----------
+    variants : list of str
+        The evaluated models, in the profile's order.
+    table1 : pandas.DataFrame
+        The models (:func:`table1`).
+    table : pandas.DataFrame
+        Per test subject, model (``Q_l`` included), map and region: SSIM and HFEN (the
+        ``metrics/per_subject.csv`` of :func:`~swig_lib.experiments.evaluation.evaluate.evaluate`).
+    means : pandas.DataFrame
+        Means over the test subjects: rows (region, map), columns (metric, model).
+    slice : RepresentativeSlice
+        The slice of Fig. 2.
+    ranked : dict of str to Ranking
+        The ranking of the paper's four models (Table III) per region.
+    everything : Ranking
+        The ranking of every evaluated model on the headline region.
+    table3 : dict of str to pandas.DataFrame
+        Our Table III next to the paper's, per region (:func:`table3_comparison`).
+    selected : str
+        The model selected on the headline region (written to ``metrics/selected_model.json``).
+    contribution : pandas.DataFrame or None
+        ``M12++`` against ``M12++a0`` per region (:func:`guide_loss_contribution`); None when the
+        control was not evaluated.
+    claims : pandas.DataFrame
+        The paper's ablation findings checked (:func:`ablation_claims`).
+    figure_dir : Path
+        ``<results_dir>/<profile>/ablation``, for the figures.
+    glue : dict of str to (value, format)
+        The numbers the chapter's prose quotes, by glue name.
+    """
+
+    variants: list[str]
+    table1: pd.DataFrame
+    table: pd.DataFrame
+    means: pd.DataFrame
+    slice: RepresentativeSlice
+    ranked: dict[str, Ranking]
+    everything: Ranking
+    table3: dict[str, pd.DataFrame]
+    selected: str
+    contribution: pd.DataFrame | None
+    claims: pd.DataFrame
+    figure_dir: Path
+    glue: Glue
+
+    @property
+    def with_ql(self) -> list[str]:
+        """The evaluated models that receive Q_l as input."""
+        return [n for n in self.variants if VARIANTS[n].use_ql]
+
+
+def _slice_glue(shown: RepresentativeSlice) -> Glue:
+    """Glue the subject, slice, scores and relative errors of Fig. 2."""
+    glue: Glue = {"fig2_subject": (shown.subject, None), "fig2_slice_k": (shown.slice_k, None),
+                  "fig2_slice_z": (shown.slice_k - 72, None)}
+    for name in MAP_NAMES:
+        for col, key in ((INPUT_LABEL, "ql"), (FULL_MODEL, "m12")):
+            if (col, name) in shown.scores:
+                glue[f"fig2_{key}_ssim_{name.lower()}"] = (shown.scores[(col, name)][0], ".3f")
+                glue[f"fig2_{key}_hfen_{name.lower()}"] = (shown.scores[(col, name)][1], ".3f")
+    for col, key in ((INPUT_LABEL, "ql"), (FULL_MODEL, "m12"), ("M12-+", "m12mp")):
+        if col in shown.relative.index:
+            for name in MAP_NAMES:
+                value = float(shown.relative.loc[col, f"{name} median |error| / Q_h [%]"])
+                glue[f"relerr_{key}_{name.lower()}"] = (value, ".1f")
+    size = shown.zoom[0].stop - shown.zoom[0].start
+    glue["zoom_size"] = (f"{size} × {size}", None)
+    return glue
+
+
+def _ranking_glue(ranked: Mapping[str, Ranking], paper: pd.DataFrame) -> Glue:
+    """Glue the selections and total ranks of Table III, ours and the paper's."""
+    recomputed = rank_percent(paper.drop(index=TOTAL_ROW))
+    glue: Glue = {"selected_model": (ranked[HEADLINE].selected, None),
+                  "selected_model_interior": (ranked[OTHER].selected, None)}
+    for region, r in ranked.items():
+        glue[f"totals_{region}"] = (" / ".join(f"{r.total[m]:g}" for m in TABLE3_MODELS), None)
+    glue["paper_totals_printed"] = (" / ".join(f"{paper.loc[TOTAL_ROW, m]:g}" for m in TABLE3_MODELS), None)
+    glue["paper_totals_recomputed"] = (" / ".join(f"{recomputed.total[m]:g}" for m in TABLE3_MODELS), None)
+    glue["table3_models"] = (" / ".join(TABLE3_MODELS), None)
+    return glue
+
+
+def _discussion_glue(results: AblationResults, paper: pd.DataFrame, interior_all: Ranking | None,
+                     tissue_t1_cv: float) -> Glue:
+    """Glue the numbers of the chapter's discussion: effects of M12++, M12-+ and the control."""
+    glue: Glue = {}
+    mine, theirs = results.ranked[HEADLINE].percent, paper.drop(index=TOTAL_ROW)
+    interior = results.ranked[OTHER].percent
+    for metric, name in mine.index:
+        key = f"{metric.lower()}_{name.lower()}"
+        glue[f"m12_{key}_pct"] = (float(mine.loc[(metric, name), FULL_MODEL]), "+.2f")
+        glue[f"paper_m12_{key}_pct"] = (float(theirs.loc[(metric, name), FULL_MODEL]), "+.2f")
+        glue[f"m12_interior_{key}_pct"] = (float(interior.loc[(metric, name), FULL_MODEL]), "+.2f")
+        glue[f"ql_{key}"] = (float(results.means.loc[(HEADLINE, name), (metric.lower(), BASELINE)]), ".3f")
+    full_percent = results.everything.percent
+    for model, key in (("M12-+", "m12mp"), (CONTROL, "a0")):
+        if model in full_percent.columns:
+            for metric, name in full_percent.index:
+                glue[f"{key}_{metric.lower()}_{name.lower()}_pct"] = (
+                    float(full_percent.loc[(metric, name), model]), "+.2f")
+    if interior_all is not None:
+        glue["a0_interior_hfen_pd_pct"] = (float(interior_all.percent.loc[("HFEN", "PD"), CONTROL]), "+.2f")
+    totals = results.ranked[HEADLINE].total
+    if "M12-+" in totals.index:
+        glue["m12mp_total"] = (f"{totals['M12-+']:g}", None)
+        glue["m12mp_place"] = (int((totals < totals["M12-+"]).sum()) + 1, None)
+    glue["tissue_t1_cv"] = (tissue_t1_cv, ".1f")
+    glue["claims_differ"] = (int((~results.claims["agrees"]).sum()), None)
+    ratio = float((mine[FULL_MODEL].abs() / theirs[FULL_MODEL].abs()).median())
+    glue["effect_ratio"] = (ratio, ".2f")
+    glue["effect_word"] = ("smaller than" if ratio < 0.8 else "larger than" if ratio > 1.25 else "similar to", None)
+    return glue
+
+
+def run_ablation(
+    profile: Mapping[str, Any],
+    data_dir: PathLike = "data",
+    results_dir: PathLike = "results",
+    device: str | torch.device = "cpu",
+    *,
+    dataset: Any = None,
+    progress: bool = False,
+) -> AblationResults:
+    """Evaluate the trained models, rank them (Table III), select one and check the paper's claims.
+
+    Parameters
+    ----------
+    profile : mapping
+        A loaded profile (:func:`swig_lib.experiments.config.load_profile`): reads ``name``,
+        ``train.alpha`` and the ``eval`` section.
+    data_dir : str or PathLike
+        Root of the datasets (:func:`swig_lib.experiments.subjects.dataset.load_dataset`).
+    results_dir : str or PathLike
+        Results root; the checkpoints are read from and everything is written to
+        ``<results_dir>/<profile name>/``.
+    device : str or torch.device
+        Where the models run.
+    dataset
+        A loaded dataset (default: loaded from ``data_dir``).
+    progress : bool
+        Progress bars.
+
+    Returns
+    -------
+    AblationResults
+        Tables, rankings, the slice of Fig. 2 and the glued numbers. Written: the tables of
+        :func:`~swig_lib.experiments.evaluation.evaluate.evaluate` under ``metrics/`` and the
+        selection, ``metrics/selected_model.json``
+        (:func:`~swig_lib.experiments.evaluation.selection.write_selection`).
+    """
+    device = torch.device(device)
+    cfg = profile["eval"]
+    out = Path(results_dir) / profile["name"]
+    figure_dir = out / "ablation"
+    figure_dir.mkdir(parents=True, exist_ok=True)
+    variants = list(cfg["variants"])
+    if dataset is None:
+        from swig_lib.experiments.subjects.dataset import load_dataset
+
+        dataset = load_dataset(profile, root=data_dir, progress=progress)
+    test_ids = dataset.subject_ids("test")
+    alpha = float(profile["train"]["alpha"])
+    glue: Glue = {"n_test": (len(test_ids), None), "interior_voxels": (int(cfg["interior_voxels"]), None),
+                  "alpha": (alpha, "g")}
+
+    table = evaluate(profile, out, variants, device=device, dataset=dataset, progress=progress)
+    first = np.asarray(dataset.acquired(test_ids[0]).mask, bool)
+    glue["n_eval_slices"] = (len(select_slices(first, cfg["min_brain_fraction"], cfg["slice_stride"])), None)
+    means = (table.groupby(["region", "map", "model"], sort=False)[["ssim", "hfen"]].mean()
+             .unstack("model")[["ssim", "hfen"]])
+    means = means.reindex(columns=[BASELINE, *variants], level=1)
+
+    shown = representative_slice(profile, out, dataset, table, variants, device)
+    glue |= _slice_glue(shown)
+
+    ranked = {region: region_ranking(table, region, TABLE3_MODELS) for region in (HEADLINE, OTHER)}
+    paper = paper_table3()
+    glue |= _ranking_glue(ranked, paper)
+    selected = ranked[HEADLINE].selected
+    write_selection(out, selected, region=HEADLINE,
+                    total_rank={m: ranked[HEADLINE].total[m] for m in TABLE3_MODELS},
+                    selected_interior=ranked[OTHER].selected, profile=profile["name"])
+    everything = region_ranking(table, HEADLINE, variants)
+
+    contribution, interior_all = None, None
+    if CONTROL in variants:
+        contribution = pd.concat([guide_loss_contribution(table, region) for region in (HEADLINE, OTHER)])
+        for region in (HEADLINE, OTHER):
+            verdicts = contribution.loc[region, "verdict"]
+            glue[f"guide_loss_better_{region}"] = (int((verdicts == f"{FULL_MODEL} better").sum()), None)
+            glue[f"guide_loss_worse_{region}"] = (int((verdicts == f"{FULL_MODEL} worse").sum()), None)
+        interior_all = region_ranking(table, OTHER, variants)
+    claims = ablation_claims(everything.percent)
+    glue["claims_agree"] = (int(claims["agrees"].sum()), None)
+    glue["claims_total"] = (len(claims), None)
+
+    results = AblationResults(
+        variants=variants, table1=table1(variants, alpha), table=table, means=means, slice=shown,
+        ranked=ranked, everything=everything,
+        table3={region: table3_comparison(r) for region, r in ranked.items()}, selected=selected,
+        contribution=contribution, claims=claims, figure_dir=figure_dir, glue=glue,
+    )
+    glue |= _discussion_glue(results, paper, interior_all, tissue_t1_spread(dataset.manifest))
+    return results

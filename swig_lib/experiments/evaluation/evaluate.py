@@ -17,7 +17,6 @@ Table III) and ``ranking_<region>.csv`` (the same for every evaluated variant).
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from swig_lib.cli import add_experiment_arguments, experiment_setup, parse_device
-from swig_lib.core.io import atomic_path
+from swig_lib.core.io import MissingFileError, atomic_path
 from swig_lib.core.metrics import map_metrics
 from swig_lib.core.models import MAP_NAMES
 from swig_lib.experiments.evaluation.ranking import BASELINE, mean_ci, rank_models
@@ -36,9 +34,7 @@ from swig_lib.experiments.inference import load_model, predict_volume
 from swig_lib.experiments.training.checkpoints import checkpoint_paths
 from swig_lib.experiments.training.variants import VARIANTS
 from swig_lib.experiments.training.windows import select_slices
-
-#: The models ranked in Table III (M12-- "failed completely and was excluded", Sec. IV-A).
-TABLE3_MODELS: tuple[str, ...] = ("M1++", "M2++", "M12++", "M12-+")
+from swig_lib.paper import TABLE3_MODELS
 
 
 def write_csv(frame: pd.DataFrame, path: Path, index: bool = False) -> None:
@@ -116,6 +112,41 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def trained_checkpoints(
+    profile: Mapping[str, Any], out: str | Path, variants: Sequence[str] | None = None
+) -> dict[str, Path]:
+    """Return the selected checkpoint of each variant to evaluate, checking that all exist.
+
+    Parameters
+    ----------
+    profile : mapping
+        Reads ``eval.variants`` (the default variants) and ``name``.
+    out : path
+        Results folder holding ``checkpoints/``.
+    variants : sequence of str, optional
+        Default: ``eval.variants``.
+
+    Raises
+    ------
+    ValueError
+        For a name that is not a variant of :data:`VARIANTS`.
+    swig_lib.core.io.MissingFileError
+        When a variant's checkpoint is missing (a :class:`FileNotFoundError`).
+    """
+    names = list(profile["eval"]["variants"] if variants is None else variants)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    paths = {n: checkpoint_paths(Path(out), n)[0] for n in names}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise MissingFileError(
+            f"{', '.join(missing)}: no trained model; run `swig train --profile {profile['name']} --variant ...` "
+            "first, or pass --out with the results folder that holds it"
+        )
+    return paths
+
+
 def evaluate(
     profile: Mapping[str, Any],
     out: str | Path,
@@ -146,19 +177,15 @@ def evaluate(
     -------
     pandas.DataFrame
         The long per-subject table (also written to ``per_subject.csv``).
+
+    Raises
+    ------
+    swig_lib.core.io.MissingFileError
+        When a variant's checkpoint is missing (:func:`trained_checkpoints`).
     """
     cfg = profile["eval"]
     out = Path(out)
-    names = list(cfg["variants"] if variants is None else variants)
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        raise ValueError(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
-    paths = {n: checkpoint_paths(out, n)[0] for n in names}
-    missing = [str(p) for p in paths.values() if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"no trained model at {', '.join(missing)}: run `swig train --profile {profile['name']} --variant ...` first"
-        )
+    paths = trained_checkpoints(profile, out, variants)
     models = {n: load_model(p, device) for n, p in paths.items()}
     if dataset is None:
         from swig_lib.experiments.subjects.dataset import load_dataset
@@ -202,31 +229,3 @@ def evaluate(
                 index=True,
             )
     return table
-
-
-def run_evaluate(args: argparse.Namespace) -> int:
-    """``swig evaluate``."""
-    profile, out, dataset = experiment_setup(args)
-    table = evaluate(profile, out, args.variants, parse_device(args.device), dataset)
-    for region in table["region"].unique():
-        part = table[table["region"] == region][["model", "subject", "map", "ssim", "hfen"]]
-        print(f"\n{region} mask: % change over {BASELINE} and rank sums")
-        print(rank_models(part, BASELINE).to_table().to_string())
-    print(f"\ntables written to {out / 'metrics'}")
-    return 0
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``swig evaluate``."""
-    parser = subparsers.add_parser(
-        "evaluate", help="SSIM/HFEN of the trained variants on the test subjects, Table III"
-    )
-    add_experiment_arguments(parser)
-    parser.add_argument(
-        "--variants",
-        nargs="+",
-        default=None,
-        choices=list(VARIANTS),
-        help="default: the profile's eval.variants",
-    )
-    parser.set_defaults(func=run_evaluate)

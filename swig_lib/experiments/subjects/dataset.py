@@ -27,7 +27,6 @@ evaluation only).
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import hashlib
 import itertools
@@ -57,11 +56,13 @@ from swig_lib.core.io import (
     atomic_write_bytes,
     load_nifti,
     load_qmri_maps,
+    remove_stale_temporaries,
     save_nifti,
     sha256,
     validate_maps,
+    zero_nonfinite,
 )
-from swig_lib.core.kspace import truncate_kspace
+from swig_lib.core.kspace import KSpaceTruncation
 from swig_lib.core.protocols import GUIDE_PROTOCOLS, QMRIProtocol
 from swig_lib.experiments.subjects.anatomy import (
     MAP_MAX,
@@ -175,8 +176,10 @@ class DataSettings:
             raise ValueError(f"need 0 < keep <= 1 and sigma >= 0; got {self.keep}, {self.sigma}")
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings the data depend on, JSON-ready: these, the protocols and the tissue values;
-        compared with a manifest to decide reuse (together with :func:`code_fingerprint`)."""
+        """The settings the data depend on, JSON-ready: these, the protocols and the tissue values.
+
+        Compared with a manifest to decide reuse (together with :func:`code_fingerprint`).
+        """
         protocol = QMRIProtocol()
         return json.loads(json.dumps({
             "source": "nilearn MNI152 2009 (1 mm)",
@@ -259,14 +262,18 @@ class Acquired:
     _contrasts: Callable[[], np.ndarray] = field(repr=False, compare=False)
 
     def lr_contrasts(self) -> np.ndarray:
-        """The 12 LR contrasts C_l (12, X, Y, Z), float32: exactly those that were fitted into
-        ``q_l`` (recomputed with the subject's noise seed)."""
+        """The 12 LR contrasts C_l (12, X, Y, Z), float32.
+
+        Exactly those that were fitted into ``q_l`` (recomputed with the subject's noise seed).
+        """
         return self._contrasts()
 
 
 def lr_contrasts(q_h: np.ndarray, keep: float, sigma: float, seed: int,
                  protocol: QMRIProtocol = QMRIProtocol()) -> np.ndarray:
     """LR contrasts C_l = Φ(M(Q_h)) (eq. 3, 13, 14) on every axial slice, seeded.
+
+    Φ is :class:`swig_lib.core.kspace.KSpaceTruncation` ``(keep, sigma)``, its noisy data model.
 
     Computed in float32 (complex64 k-space; the rounding error, ~1e-5 a.u., is far below the
     noise σ); the same inputs always give the same output.
@@ -292,7 +299,7 @@ def lr_contrasts(q_h: np.ndarray, keep: float, sigma: float, seed: int,
     maps = torch.from_numpy(np.ascontiguousarray(q_h, dtype=np.float32))
     contrasts = physics.qmri_contrasts(maps[0], maps[1], maps[2], protocol)
     generator = torch.Generator().manual_seed(int(seed))
-    axial = truncate_kspace(contrasts.permute(0, 3, 1, 2), keep, sigma, generator)
+    axial = KSpaceTruncation(keep, sigma)(contrasts.permute(0, 3, 1, 2), generator)
     return axial.permute(0, 2, 3, 1).contiguous().numpy()
 
 
@@ -419,7 +426,7 @@ def subject_from_maps(pd: PathLike | np.ndarray, t1: PathLike | np.ndarray, t2: 
         raise DataValidationError(f"mask array: shape {mask_b.shape} differs from the maps' "
                                   f"{maps.shape[1:]}; pass a mask on the maps' voxel grid")
     validate_maps(maps, mask_b, ("PD array", "T1 array", "T2 array"), "mask array")
-    return acquire(maps, mask_b, np.eye(4) if affine is None else affine, keep, sigma, seed)
+    return acquire(zero_nonfinite(maps), mask_b, np.eye(4) if affine is None else affine, keep, sigma, seed)
 
 
 def _array(x: PathLike | np.ndarray) -> np.ndarray:
@@ -433,8 +440,9 @@ def subject_from_tissue_fractions(
     anatomy: AnatomySettings = AnatomySettings(), slices: Sequence[int] | None = None,
     keep: float = 0.5, sigma: float = 0.1,
 ) -> Subject:
-    """A digital subject from tissue probability maps (MNI152 by default; BrainWeb fuzzy models
-    converted to NIfTI; any 1 mm GM/WM/CSF maps).
+    """A digital subject from tissue probability maps.
+
+    MNI152 by default; BrainWeb fuzzy models converted to NIfTI, or any 1 mm GM/WM/CSF maps.
 
     Parameters
     ----------
@@ -609,12 +617,16 @@ def torch_threads(count: int) -> Iterator[None]:
 def _build(folder: Path, settings: DataSettings, progress: bool, workers: int = 1) -> None:
     """Write every subject, remove stale ones, then the manifest (last, so a crash leaves none).
 
+    Hidden temporary files that a killed build left (:func:`swig_lib.core.io.atomic_path`) are
+    removed first; the caller holds the folder's lock, so no other build is writing.
+
     Subjects are built by ``workers`` processes (spawned: clean interpreters, no forked OpenMP
     state), each running torch single-threaded: the per-voxel fit and the FFTs work on many small
     tensors, where OpenMP threads gain little and, when another process competes for the cores,
     spin so long that the build slows down by 10-50x. Processes, one per core, do scale.
     """
     (folder / MANIFEST).unlink(missing_ok=True)
+    remove_stale_temporaries(folder)
     start = time.perf_counter()
     template = mni152_template(settings.margin)
     slices = np.arange(*settings.slices, settings.slice_step)
@@ -719,8 +731,10 @@ class Dataset:
                         affine, lambda: lr_contrasts(self.reference(sid), keep, sigma, noise_seed))
 
     def reference(self, sid: str) -> np.ndarray:
-        """Q_h (3, X, Y, Z) float32 of ``sid``: for evaluation only, never for training or model
-        selection."""
+        """Q_h (3, X, Y, Z) float32 of ``sid``.
+
+        For evaluation only, never for training or model selection.
+        """
         return np.stack(self._load(sid, HR_KEYS)[0])
 
     def labels(self, sid: str) -> np.ndarray:
@@ -792,33 +806,3 @@ def load_dataset(profile: dict[str, Any], root: PathLike = "data", build: bool =
 def folder_size(folder: Path) -> int:
     """Total size in bytes of the files under ``folder``."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``swig data``."""
-    parser = subparsers.add_parser("data", help="build (or verify) the digital subjects of a profile",
-                                   description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="quick", help="smoke, quick or paper (default quick)")
-    parser.add_argument("--root", default="data", help="data root folder (default: data)")
-    parser.add_argument("--force", action="store_true", help="rebuild even if intact")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="processes building subjects in parallel (default: CPU cores, at most 4)")
-    parser.set_defaults(func=_main)
-
-
-def _main(args: argparse.Namespace) -> int:
-    """Entry point of ``swig data``."""
-    from swig_lib.experiments.config import load_profile
-
-    profile = load_profile(args.profile)
-    folder, reused = build_dataset(profile, args.root, force=args.force, progress=not args.no_progress,
-                                   workers=args.workers)
-    if reused:
-        print(f"reusing {folder}: settings match and checksums verify")
-    dataset = Dataset(folder, json.loads((folder / MANIFEST).read_text()))
-    sizes = {split: len(dataset.subject_ids(split)) for split in SPLITS}
-    print(f"{folder}: {sum(sizes.values())} subjects (train {sizes['train']}, val {sizes['val']}, "
-          f"test {sizes['test']}), grid {dataset.manifest['shape']}, "
-          f"{folder_size(folder) / 2**20:.0f} MiB")
-    return 0

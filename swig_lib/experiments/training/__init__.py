@@ -11,8 +11,9 @@ The network runs on 2-D axial slices (last NIfTI axis) cropped to a fixed in-pla
 the brain: the union bounding box of the training and validation brains, plus a margin equal to
 the network's receptive radius, so that every brain voxel sees the same inputs as on the whole
 slice and inference on a crop equals inference on the full slice. Φ is applied exactly on the
-crop (:func:`swig_lib.core.losses.lowpass_matrix`). Windows wrap around the field of view like the
-DFT does.
+crop: the dataset's :class:`swig_lib.core.kspace.KSpaceTruncation` (``TrainingData.phi``) restricted
+to the window (:func:`~swig_lib.experiments.training.loop.crop_phi`). Windows wrap around the field
+of view like the DFT does.
 
 Outputs (``<out>`` defaults to ``results/<profile>``)
 ------------------------------------------------------

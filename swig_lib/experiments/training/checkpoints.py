@@ -1,9 +1,18 @@
 """Checkpoints, RNG state and epoch logs: what makes an interrupted training resume exactly.
+
+A checkpoint is a :func:`torch.save` dictionary of plain data and tensors (read back with
+``weights_only=True``, so loading never runs code) that records its format
+(:data:`CHECKPOINT_FORMAT`), the model's constructor arguments (``model_spec``), its weights
+(``model_state``) and their SHA-256 (``weights_sha256``, :func:`weights_checksum`), written by
+:func:`save_checkpoint` and verified by :func:`load_checkpoint`: a damaged weight tensor is refused
+instead of producing garbage. Checkpoints of the earlier format without the checksum are refused
+too (retraining gives the same weights bit for bit, and none were released).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import pickle
 import random
@@ -15,11 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from swig_lib.core.io import atomic_path
+from swig_lib.core.io import MissingFileError, UserError, atomic_path
 from swig_lib.core.models import SwigResNet
 
-#: Version tag stored in every checkpoint.
-CHECKPOINT_FORMAT = "swig-checkpoint-1"
+#: Version tag stored in every checkpoint (2: with ``weights_sha256``).
+CHECKPOINT_FORMAT = "swig-checkpoint-2"
+#: Earlier format tags, refused with a message saying to retrain.
+OLD_CHECKPOINT_FORMATS: tuple[str, ...] = ("swig-checkpoint-1",)
 
 #: Columns of the per-epoch CSV log (loss columns named as :mod:`swig_lib.experiments.plotting` expects).
 LOG_COLUMNS: tuple[str, ...] = (
@@ -34,11 +45,8 @@ LOG_COLUMNS: tuple[str, ...] = (
 )
 
 
-
-
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file cannot be used (damaged, foreign, or from another configuration)."""
-
 
 
 # ----------------------------------------------------------------------------------------------
@@ -93,10 +101,28 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
+def weights_checksum(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict: each tensor's name, dtype, shape and bytes, in sorted name order.
+
+    Reads the tensors only (a CPU copy of each); the model is not changed.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
-    """Write ``payload`` with :func:`torch.save` atomically (:func:`swig_lib.core.io.atomic_path`)."""
+    """Write ``payload`` with :func:`torch.save` atomically (:func:`swig_lib.core.io.atomic_path`).
+
+    ``payload`` holds at least ``format``, ``model_spec`` and ``model_state``; the checksum of the
+    weights (:func:`weights_checksum`) is added as ``weights_sha256``.
+    """
+    record = {**payload, "weights_sha256": weights_checksum(payload["model_state"])}
     with atomic_path(path) as tmp:
-        torch.save(dict(payload), tmp)
+        torch.save(record, tmp)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -104,57 +130,101 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
     Raises
     ------
-    FileNotFoundError
-        When ``path`` does not exist.
+    swig_lib.core.io.MissingFileError
+        When ``path`` does not exist (a :class:`FileNotFoundError`).
     CheckpointError
-        When the file is damaged (truncated, not a torch file) or not a SWIG checkpoint; the message
-        names the file and how to recover.
+        When the file is damaged (truncated, not a torch file, weights that do not match their
+        checksum), holds more than plain data and tensors, is not a SWIG checkpoint, or was
+        written in an earlier format; the message names the file and how to recover.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    fix = (
-        f"Delete {path} and train again (`swig train ...` without --resume), or restore the file "
-        "from a copy."
-    )
+        raise MissingFileError(f"checkpoint {path}: no such file; check the path, or train the model "
+                               "first (`swig train`)")
+    fix = "Delete it and train again (`swig train --overwrite ...`), or restore the file from a copy"
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (
-        RuntimeError,
-        EOFError,
-        OSError,
-        ValueError,
-        pickle.UnpicklingError,
-        zipfile.BadZipFile,
-    ) as err:
+    except pickle.UnpicklingError as err:
         raise CheckpointError(
-            f"checkpoint {path} is damaged or not a torch file ({err}). {fix}"
+            f"checkpoint {path}: holds Python objects other than plain data and tensors, refused "
+            f"because loading them could run code. {fix}"
         ) from err
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+        reason = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"checkpoint {path}: damaged or not a torch file ({reason}). {fix}") from err
+    if isinstance(payload, dict) and payload.get("format") in OLD_CHECKPOINT_FORMATS:
+        raise CheckpointError(
+            f"checkpoint {path}: earlier format {payload['format']!r}, without a checksum of its "
+            "weights; train it again with this version (`swig train --overwrite ...`)"
+        )
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
-            f"{path} is not a SWIG checkpoint (expected format {CHECKPOINT_FORMAT!r}). {fix}"
+            f"checkpoint {path}: not a SWIG checkpoint (expected format {CHECKPOINT_FORMAT!r}). {fix}"
+        )
+    missing = [key for key in ("model_spec", "model_state", "weights_sha256") if key not in payload]
+    if missing:
+        raise CheckpointError(f"checkpoint {path}: lacks {', '.join(missing)}. {fix}")
+    if weights_checksum(payload["model_state"]) != payload["weights_sha256"]:
+        raise CheckpointError(
+            f"checkpoint {path}: damaged, its weights do not match their recorded checksum. {fix}"
         )
     return payload
 
 
 def model_from_checkpoint(
-    payload: Mapping[str, Any], device: str | torch.device = "cpu"
+    payload: Mapping[str, Any], device: str | torch.device = "cpu", source: str | Path = "checkpoint"
 ) -> SwigResNet:
-    """Rebuild the model of a checkpoint (spec, weights, scaling buffers) in eval mode."""
-    model = SwigResNet(**payload["model_spec"])
-    model.load_state_dict(payload["model_state"])
+    """Rebuild the model of a checkpoint (spec, weights, scaling buffers) in eval mode.
+
+    Parameters
+    ----------
+    payload : mapping
+        A checkpoint (:func:`load_checkpoint`).
+    device : str or torch.device
+        Where the model goes.
+    source : str or Path
+        The checkpoint's file, for messages.
+
+    Raises
+    ------
+    CheckpointError
+        When the recorded ``model_spec`` is unusable or does not fit the weights (e.g. another
+        width or other guides than the tensors have).
+    """
+    spec = payload["model_spec"]
+    fix = "the file was edited or written by other code; train the model again (`swig train --overwrite`)"
+    try:
+        model = SwigResNet(**spec)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{source}: unusable model_spec {spec!r} ({err}); {fix}") from err
+    expected, state = model.state_dict(), payload["model_state"]
+    names = sorted(set(expected) ^ set(state))
+    wrong = [name for name in expected if name in state and expected[name].shape != state[name].shape]
+    if names or wrong:
+        detail = (
+            f"weights {', '.join(names[:3])} missing or unexpected" if names else
+            f"weights {wrong[0]} have shape {tuple(state[wrong[0]].shape)}, the spec needs "
+            f"{tuple(expected[wrong[0]].shape)}"
+        )
+        summary = {key: spec.get(key) for key in ("guides", "use_ql", "width", "n_blocks")}
+        raise CheckpointError(f"{source}: its recorded model spec {summary} does not fit its weights "
+                              f"({detail}); {fix}")
+    model.load_state_dict(state)
     return model.to(device).eval()
 
 
 def checkpoint_paths(out: Path, variant: str) -> tuple[Path, Path]:
-    """(selected, last) checkpoint paths of ``variant`` under ``out``."""
+    """Return the (selected, last) checkpoint paths of ``variant`` under ``out``."""
     folder = out / "checkpoints"
     return folder / f"{variant}.pt", folder / f"{variant}.last.pt"
 
 
 def comparable_settings(profile: Mapping[str, Any]) -> dict[str, Any]:
-    """What a resumed run must share with the checkpoint: seed, data, model, and training settings
-    except ``train.epochs`` (a run may be extended; the cosine schedule then stretches)."""
+    """Return what a resumed run must share with the checkpoint.
+
+    That is the seed, data, model, and training settings except ``train.epochs`` (a run may be
+    extended; the cosine schedule then stretches).
+    """
     train = {k: v for k, v in profile["train"].items() if k != "epochs"}
     return {
         "seed": profile["seed"],
@@ -162,6 +232,23 @@ def comparable_settings(profile: Mapping[str, Any]) -> dict[str, Any]:
         "model": profile["model"],
         "train": train,
     }
+
+
+def setting_differences(recorded: Mapping[str, Any], current: Mapping[str, Any],
+                        prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """List the settings that differ between two nested mappings: (dotted name, recorded, current).
+
+    A setting present on one side only has the value ``"<absent>"`` on the other.
+    """
+    differences = []
+    for key in sorted(set(recorded) | set(current), key=str):
+        name = f"{prefix}{key}"
+        old, new = recorded.get(key, "<absent>"), current.get(key, "<absent>")
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            differences += setting_differences(old, new, f"{name}.")
+        elif old != new:
+            differences.append((name, old, new))
+    return differences
 
 
 def write_log(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:

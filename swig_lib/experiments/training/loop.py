@@ -1,9 +1,7 @@
-"""The training loop: α rule, batch loss (eq. 12), learning-rate schedule, epochs, variant training.
-"""
+"""The training loop: α rule, batch loss (eq. 12), learning-rate schedule, epochs, variant training."""
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -16,8 +14,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from swig_lib import default_device
-from swig_lib.cli import add_experiment_arguments, experiment_setup, parse_device
-from swig_lib.core.losses import LossTerms, lowpass_matrix, swig_loss
+from swig_lib.core.kspace import WindowedTruncation
+from swig_lib.core.losses import LossTerms, swig_loss
 from swig_lib.core.models import SwigResNet, receptive_radius
 from swig_lib.experiments.training.checkpoints import (
     CHECKPOINT_FORMAT,
@@ -29,6 +27,7 @@ from swig_lib.experiments.training.checkpoints import (
     save_checkpoint,
     seed_everything,
     set_rng_state,
+    setting_differences,
     write_log,
 )
 from swig_lib.experiments.training.variants import GUIDE_ORDER, VARIANTS, Variant
@@ -39,17 +38,13 @@ from swig_lib.experiments.training.windows import SliceSet, TrainingData, prepar
 # ----------------------------------------------------------------------------------------------
 
 
-def crop_phi(data: TrainingData, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
-    """Row and column factors of noise-free Φ on the training window (:func:`lowpass_matrix`)."""
-    h, w = data.train.q_l.shape[-2:]
-    return (
-        lowpass_matrix(data.grid[0], h, data.keep, device=device),
-        lowpass_matrix(data.grid[1], w, data.keep, device=device),
-    )
+def crop_phi(data: TrainingData, device: torch.device | str = "cpu") -> WindowedTruncation:
+    """Noise-free Φ of the data (:attr:`TrainingData.phi`) on the training window, float32."""
+    return data.phi.on_window(data.grid, tuple(data.train.q_l.shape[-2:]), device=device)
 
 
 def balanced_alpha(data: TrainingData, batch_size: int = 8) -> tuple[float, float, float]:
-    """The α rule: balance the two terms of eq. 12 at the start of training.
+    """Return α by the α rule, which balances the two terms of eq. 12 at the start of training.
 
     The untrained model returns Q_l, so α = L_l(Q_l)/L_h(Q_l), both terms averaged over the
     training slices with all guides (as M12++ uses them), makes L_l and α·L_h start equal. Only
@@ -98,7 +93,7 @@ def batch_loss(
     batch: SliceSet,
     variant: Variant,
     alpha: float,
-    phi: tuple[Tensor, Tensor],
+    phi: WindowedTruncation,
     sigma: float,
 ) -> LossTerms:
     """Run the model on a batch and return the terms of eq. 12 for ``variant``."""
@@ -199,7 +194,8 @@ def train_variant(
         Results folder (``results/<profile>``).
     resume : bool
         Continue from ``checkpoints/<variant>.last.pt`` (model, optimiser, RNG states, log) up to
-        ``train.epochs``; the rest of the profile must match the checkpoint's.
+        ``train.epochs``, or start from scratch when there is none; the rest of the profile must
+        match the checkpoint's. Without it, existing checkpoints and log are replaced.
     device : str or torch.device, optional
         Default: :func:`swig_lib.default_device`.
     dataset
@@ -215,6 +211,12 @@ def train_variant(
     -------
     Path
         ``checkpoints/<variant>.pt``.
+
+    Raises
+    ------
+    CheckpointError
+        With ``resume``, when the checkpoint is unusable or was written with other settings (the
+        message names each differing setting with both values).
     """
     variant = VARIANTS[variant] if isinstance(variant, str) else variant
     device = torch.device(device) if device is not None else default_device()
@@ -242,12 +244,16 @@ def train_variant(
     epoch, best_val, best_epoch = 0, float("inf"), 0
     if resume and last_path.exists():
         state = load_checkpoint(last_path)
-        if comparable_settings(state["profile"]) != comparable_settings(profile) or state["variant"] != asdict(
-            variant
-        ):
+        differences = setting_differences(
+            {**comparable_settings(state["profile"]), "variant": state["variant"]},
+            {**comparable_settings(profile), "variant": asdict(variant)},
+        )
+        if differences:
+            listed = "; ".join(f"{name} = {old!r} there, {new!r} now" for name, old, new in differences)
             raise CheckpointError(
-                f"{last_path} was written with other settings than the current profile/variant; "
-                "train without --resume to start over, or restore the profile it was made with."
+                f"{last_path} was written with other settings than the current profile/variant "
+                f"({listed}); start over without resuming (`swig train --overwrite`), or restore "
+                "the settings it was made with"
             )
         model.load_state_dict(state["model_state"])
         optimizer.load_state_dict(state["optimizer_state"])
@@ -330,55 +336,3 @@ def train_variant(
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
     return best_path
-
-
-
-
-# ----------------------------------------------------------------------------------------------
-# Command line
-# ----------------------------------------------------------------------------------------------
-
-
-def run_train(args: argparse.Namespace) -> int:
-    """``swig train``: train the requested variants one after the other."""
-    profile, out, dataset = experiment_setup(args)
-    names = list(VARIANTS) if args.variant == ["all"] else args.variant
-    data = prepare_data(dataset, profile, receptive_radius(**profile["model"]))
-    if args.suggest_alpha:
-        alpha, l_data, l_guide = balanced_alpha(data)
-        print(
-            f"at Q_l on {len(data.train)} training slices: L_l = {l_data:.4g}, L_h = {l_guide:.4g}; "
-            f"balanced alpha = L_l/L_h = {alpha:.4g} (profile {args.profile}: "
-            f"train.alpha = {profile['train']['alpha']:g})"
-        )
-        return 0
-    for name in names:
-        path = train_variant(
-            profile, name, out, resume=args.resume, device=parse_device(args.device), data=data
-        )
-        print(f"{name}: selected checkpoint {path}")
-    return 0
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``swig train``."""
-    parser = subparsers.add_parser(
-        "train", help="train SWIG models (Table I variants) self-supervised"
-    )
-    add_experiment_arguments(parser)
-    parser.add_argument(
-        "--variant",
-        nargs="+",
-        default=["M12++"],
-        choices=[*VARIANTS, "all"],
-        help="variant(s) of Table I, or 'all'",
-    )
-    parser.add_argument(
-        "--resume", action="store_true", help="continue from checkpoints/<variant>.last.pt"
-    )
-    parser.add_argument(
-        "--suggest-alpha",
-        action="store_true",
-        help="print the α rule's value (L_l/L_h at Q_l on the training slices) and exit",
-    )
-    parser.set_defaults(func=run_train)

@@ -1,5 +1,4 @@
-"""The models of the ablation (Table I) as configuration: guides, Q_l input, data consistency, α.
-"""
+"""The models of the ablation (Table I) as configuration: guides, Q_l input, data consistency, α."""
 
 from __future__ import annotations
 

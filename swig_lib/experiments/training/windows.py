@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from swig_lib.core.kspace import KSpaceTruncation
 from swig_lib.core.models import masked_channel_means, zscore_guide
 from swig_lib.experiments.training.variants import GUIDE_ORDER
 
@@ -198,6 +199,11 @@ class TrainingData:
     grid: tuple[int, int]
     keep: float
     sigma: float
+
+    @property
+    def phi(self) -> KSpaceTruncation:
+        """Φ of eq. 3 that made the data (the dataset's ``keep`` and ``sigma``), on the full grid."""
+        return KSpaceTruncation(self.keep, self.sigma)
 
 
 def _setting(settings: Any, name: str) -> Any:

@@ -1,0 +1,44 @@
+"""``swig data``: build (or verify) the digital subjects of a profile."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from swig_lib.cli.common import check_writable, positive_int
+from swig_lib.experiments.config import PROFILES
+
+
+def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Register ``swig data``."""
+    parser = subparsers.add_parser(
+        "data", parents=[common], help="build (or verify) the digital subjects of a profile",
+        description="Build the digital subjects of a profile under <root>/<dataset>, or reuse them "
+        "when their settings, code fingerprint and checksums match.",
+    )
+    parser.add_argument("--profile", choices=PROFILES, default="quick", help="default quick")
+    parser.add_argument("--root", default="data", help="data root folder (default: data)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if intact")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--workers", type=positive_int, default=None,
+                        help="processes building subjects in parallel (default: CPU cores, at most 4)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build or verify the dataset and print a summary."""
+    from swig_lib.experiments.config import load_profile
+    from swig_lib.experiments.subjects.dataset import MANIFEST, SPLITS, Dataset, build_dataset, folder_size
+
+    check_writable(args.root, "--root")
+    profile = load_profile(args.profile)
+    folder, reused = build_dataset(profile, args.root, force=args.force, progress=not args.no_progress,
+                                   workers=args.workers)
+    if reused:
+        print(f"reusing {folder}: settings match and checksums verify")
+    dataset = Dataset(folder, json.loads((folder / MANIFEST).read_text()))
+    sizes = {split: len(dataset.subject_ids(split)) for split in SPLITS}
+    print(f"{folder}: {sum(sizes.values())} subjects (train {sizes['train']}, val {sizes['val']}, "
+          f"test {sizes['test']}), grid {dataset.manifest['shape']}, "
+          f"{folder_size(folder) / 2**20:.0f} MiB")
+    return 0

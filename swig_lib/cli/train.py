@@ -1,0 +1,88 @@
+"""``swig train``: train SWIG models (the variants of Table I) self-supervised."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from swig_lib.cli.common import add_experiment_arguments, check_writable, experiment_folder, load_data, parse_device
+from swig_lib.core.io import OutputExistsError, UserError
+from swig_lib.experiments.training.checkpoints import checkpoint_paths
+from swig_lib.experiments.training.variants import VARIANTS
+
+
+def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Register ``swig train``."""
+    parser = subparsers.add_parser(
+        "train", parents=[common], help="train SWIG models (Table I variants) self-supervised",
+        description="Train variants of Table I; writes <out>/checkpoints/<variant>.pt (the epoch with "
+        "the lowest validation loss), <variant>.last.pt and <out>/logs/<variant>.csv. An existing run "
+        "is continued with --resume or replaced with --overwrite, never silently.",
+    )
+    add_experiment_arguments(parser)
+    parser.add_argument(
+        "--variant", nargs="+", default=["M12++"], choices=[*VARIANTS, "all"],
+        help="variant(s) of Table I, or 'all'",
+    )
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume", action="store_true",
+        help="continue from checkpoints/<variant>.last.pt (variants without one start from scratch)",
+    )
+    again.add_argument("--overwrite", action="store_true", help="replace existing checkpoints and logs")
+    parser.add_argument(
+        "--suggest-alpha", action="store_true",
+        help="print the α rule's value (L_l/L_h at Q_l on the training slices) and exit",
+    )
+    parser.set_defaults(run=run)
+
+
+def check_runs(out: Path, names: list[str], resume: bool, overwrite: bool) -> list[str]:
+    """Refuse to replace or to pretend to resume a run; return the variants that start from scratch.
+
+    Raises
+    ------
+    swig_lib.core.io.OutputExistsError
+        Without ``resume`` or ``overwrite``, when a checkpoint of a variant exists.
+    swig_lib.core.io.UserError
+        With ``resume``, when no variant has a checkpoint to resume from.
+    """
+    paths = {name: checkpoint_paths(out, name) for name in names}
+    fresh = [name for name, (_, last) in paths.items() if not last.is_file()]
+    if resume and len(fresh) == len(names):
+        raise UserError(f"{paths[names[0]][1].parent}: nothing to resume (no last checkpoint of "
+                        f"{', '.join(names)}); train without --resume, or pass the --out of the run")
+    existing = [path for pair in paths.values() for path in pair if path.exists()]
+    if existing and not resume and not overwrite:
+        raise OutputExistsError(f"{existing[0]}: a training run exists; pass --resume to continue it or "
+                                "--overwrite to train again from scratch")
+    return fresh
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train the requested variants one after the other."""
+    from swig_lib.core.models import receptive_radius
+    from swig_lib.experiments.training.loop import balanced_alpha, train_variant
+    from swig_lib.experiments.training.windows import prepare_data
+
+    device = parse_device(args.device)
+    profile, out = experiment_folder(args)
+    names = list(VARIANTS) if "all" in args.variant else list(dict.fromkeys(args.variant))
+    if not args.suggest_alpha:
+        check_writable(out)
+        fresh = check_runs(out, names, args.resume, args.overwrite)
+    data = prepare_data(load_data(profile, args), profile, receptive_radius(**profile["model"]))
+    if args.suggest_alpha:
+        alpha, l_data, l_guide = balanced_alpha(data)
+        print(
+            f"at Q_l on {len(data.train)} training slices: L_l = {l_data:.4g}, L_h = {l_guide:.4g}; "
+            f"balanced alpha = L_l/L_h = {alpha:.4g} (profile {args.profile}: "
+            f"train.alpha = {profile['train']['alpha']:g})"
+        )
+        return 0
+    for name in names:
+        if args.resume and name in fresh:
+            print(f"{name}: no checkpoint to resume, training from the start")
+        path = train_variant(profile, name, out, resume=args.resume, device=device, data=data)
+        print(f"{name}: selected checkpoint {path}")
+    return 0

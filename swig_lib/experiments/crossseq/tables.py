@@ -1,0 +1,164 @@
+"""Table II and the summaries of the cross-sequence validation.
+
+* :func:`paper_table2`: the paper's Table II as data (from :data:`swig_lib.paper.TABLE2`);
+* :func:`table2` and :func:`format_table2`: our mean ± sd over slices, laid out beside the
+  paper's values;
+* :func:`map_summary`, :func:`tissue_summary` and :func:`acq1_versus_acq5`: the ground-truth
+  scores that the paper lacked, and whether SR of the short Acq1 reaches the long Acq5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from swig_lib import paper
+from swig_lib.core.models import MAP_NAMES
+from swig_lib.experiments.crossseq.acquisition import IMAGE_NAMES
+from swig_lib.experiments.crossseq.scoring import TISSUES
+from swig_lib.experiments.crossseq.settings import PROTOCOLS, REFERENCE
+from swig_lib.experiments.evaluation.ranking import mean_sd
+
+
+def paper_table2() -> pd.DataFrame:
+    """Table II of the paper as data: SSIM and HFEN of synthesised vs acquired in-vivo images.
+
+    Mean ± sd over axial slices 40-140 of one volunteer, MuPa-ZTE protocols Acq1, Acq5 and Acq5^R
+    (here ``"Acq5R"``), images synthesised from Q_l and from the SR output Q̂_h (``"SR"``).
+    Source: Samadifardheris et al., "Self-Supervised Weighted Image Guided Quantitative MRI
+    Super-Resolution", Table II.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Long table: protocol, contrast (``T1w``, ``T2w``, ``FLAIR``), source, metric
+        (``ssim``, ``hfen``), mean, sd.
+    """
+    rows = []
+    for (protocol, contrast), values in paper.TABLE2.items():
+        cells = zip((("ssim", "Q_l"), ("ssim", "SR"), ("hfen", "Q_l"), ("hfen", "SR")), values)
+        for (metric, source), (mean, sd) in cells:
+            rows.append({"protocol": protocol, "contrast": contrast, "source": source,
+                         "metric": metric, "mean": mean, "sd": sd})
+    return pd.DataFrame(rows)
+
+
+def table2(synthesis: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sd over slices of SSIM and HFEN per protocol, contrast and source (Table II).
+
+    Parameters
+    ----------
+    synthesis : pandas.DataFrame
+        Per-slice rows (:func:`swig_lib.experiments.crossseq.scoring.synthesis_scores`, with or without a subject
+        column).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by (protocol, contrast, source) in table order; columns ``ssim_mean``,
+        ``ssim_sd``, ``hfen_mean``, ``hfen_sd``, ``n`` (slices).
+    """
+    return mean_sd(synthesis, by=("protocol", "contrast", "source"))
+
+
+def format_table2(summary: pd.DataFrame, contrasts: Sequence[str] = IMAGE_NAMES,
+                  paper: bool = True, decimals: int = 2) -> pd.DataFrame:
+    """Table II layout: "mean ± sd" per protocol and contrast; the paper's values beside ours.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        From :func:`table2`; protocols in the order of :data:`swig_lib.experiments.crossseq.settings.PROTOCOLS`,
+        other map-set names (users' data) after them, the Q_h floor left out.
+    contrasts : sequence of str
+        Rows to keep (e.g. ``("T1w", "T2w")`` in notebook 04, ``("FLAIR",)`` in 05).
+    paper : bool
+        Add the paper's columns (:func:`paper_table2`) for the protocols it has.
+    decimals : int
+        Decimals shown.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index (protocol, contrast); columns (who, metric, source) with who ``"ours"`` or
+        ``"paper"``, metric ``"SSIM ↑"``/``"HFEN ↓"``, source ``"from Q_l"``/``"from Q̂_h"``.
+    """
+    def cell(mean: float, sd: float) -> str:
+        return f"{mean:.{decimals}f} ± {sd:.{decimals}f}" if np.isfinite(sd) else f"{mean:.{decimals}f}"
+
+    metric_names = {"ssim": "SSIM ↑", "hfen": "HFEN ↓"}
+    source_names = {"Q_l": "from Q_l", "SR": "from Q̂_h"}
+    order = [(who, metric, source) for who in ("ours", "paper") for metric in metric_names.values()
+             for source in source_names.values()]
+    reference = paper_table2().set_index(["protocol", "contrast", "source", "metric"])
+    names = [p for p in dict.fromkeys(summary.index.get_level_values(0)) if p != REFERENCE]
+    names.sort(key=lambda p: PROTOCOLS.index(p) if p in PROTOCOLS else len(PROTOCOLS))
+    rows, index = [], []
+    for protocol in names:
+        for contrast in contrasts:
+            row = {}
+            for metric, metric_name in metric_names.items():
+                for source, source_name in source_names.items():
+                    if (protocol, contrast, source) in summary.index:
+                        values = summary.loc[(protocol, contrast, source)]
+                        row[("ours", metric_name, source_name)] = cell(
+                            values[f"{metric}_mean"], values[f"{metric}_sd"])
+                    if paper and (protocol, contrast, source, metric) in reference.index:
+                        values = reference.loc[(protocol, contrast, source, metric)]
+                        row[("paper", metric_name, source_name)] = cell(values["mean"], values["sd"])
+            rows.append(row)
+            index.append((protocol, contrast))
+    table = pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["protocol", "contrast"]))
+    table = table[[c for c in order if c in table.columns]]
+    table.columns = pd.MultiIndex.from_tuples(table.columns)
+    return table
+
+
+def map_summary(maps: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sd over slices of the map SSIM and HFEN per protocol, source and map."""
+    return mean_sd(maps, by=("protocol", "source", "map"))
+
+
+def tissue_summary(tissue: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sd over subjects of the percentage errors per protocol, source, tissue and map."""
+    return mean_sd(tissue, by=("protocol", "source", "tissue", "map"), metrics=("mape",))
+
+
+def acq1_versus_acq5(maps: pd.DataFrame, tissue: pd.DataFrame) -> pd.DataFrame:
+    """Tabulate whether SR of the 1-minute Acq1 reaches the 5-minute Acq5, every ground-truth metric.
+
+    Parameters
+    ----------
+    maps, tissue : pandas.DataFrame
+        Per-slice map scores and per-subject tissue errors
+        (:class:`swig_lib.experiments.crossseq.pipeline.CrossSequenceResults`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index (metric, map, tissue) with metric ``ssim`` (↑), ``hfen`` (↓) or ``mape`` (↓, %),
+        tissue ``"brain"`` for the map metrics; columns ``Acq1``, ``SR(Acq1)``, ``Acq5``,
+        ``SR(Acq5)`` (means) and ``SR(Acq1) ≥ Acq5`` (True where SR of Acq1 is at least as good
+        as Acq5).
+    """
+    columns = {"Acq1": ("Acq1", "Q_l"), "SR(Acq1)": ("Acq1", "SR"),
+               "Acq5": ("Acq5", "Q_l"), "SR(Acq5)": ("Acq5", "SR")}
+    m, t = map_summary(maps), tissue_summary(tissue)
+    rows, index = [], []
+    for metric in ("ssim", "hfen"):
+        for name in MAP_NAMES:
+            rows.append({c: m.loc[(p, s, name), f"{metric}_mean"] for c, (p, s) in columns.items()})
+            index.append((metric, name, "brain"))
+    for tissue_name in TISSUES:
+        for name in MAP_NAMES:
+            if ("Acq1", "Q_l", tissue_name, name) in t.index:
+                rows.append({c: t.loc[(p, s, tissue_name, name), "mape_mean"]
+                             for c, (p, s) in columns.items()})
+                index.append(("mape", name, tissue_name))
+    table = pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["metric", "map", "tissue"]))
+    higher = table.index.get_level_values("metric") == "ssim"
+    table["SR(Acq1) ≥ Acq5"] = np.where(higher, table["SR(Acq1)"] >= table["Acq5"],
+                                        table["SR(Acq1)"] <= table["Acq5"])
+    return table

@@ -16,11 +16,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from swig_lib.core.io import write_csv
 from swig_lib.core.kspace import KSpaceTruncation
 from swig_lib.core.losses import swig_loss
 from swig_lib.core.models import SwigResNet
-from swig_lib.experiments.config import PROFILES, load_profile
-from swig_lib.experiments.evaluation.evaluate import write_csv
+from swig_lib.experiments.config import PROFILES, Profile, load_profile
 from swig_lib.experiments.inference import predict_volume
 
 
@@ -30,10 +30,10 @@ def _sync(device: torch.device) -> None:
 
 
 def bench_training(
-    profile: dict, crop: tuple[int, int], grid: tuple[int, int], device: torch.device, steps: int
+    profile: Profile, crop: tuple[int, int], grid: tuple[int, int], device: torch.device, steps: int
 ) -> float:
     """Training slices per second (forward, both loss terms, backward, Adam step)."""
-    batch = profile["train"]["batch_size"]
+    batch = profile.train.batch_size
     gen = torch.Generator().manual_seed(0)
     q_l = (
         torch.tensor([80.0, 1100.0, 130.0]).view(1, 3, 1, 1)
@@ -43,8 +43,8 @@ def bench_training(
     c_l = (50 * torch.rand((batch, 12, *crop), generator=gen)).to(device)
     mask = torch.ones((batch, *crop), dtype=torch.bool, device=device)
     phi = KSpaceTruncation(0.5, 0.1).on_window(grid, crop, device=device)
-    model = SwigResNet(["T1w", "T2w"], True, [80.0, 1100.0, 130.0], **profile["model"]).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=profile["train"]["lr"])
+    model = SwigResNet(["T1w", "T2w"], True, [80.0, 1100.0, 130.0], **profile.model).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=profile.train.lr)
 
     def step() -> None:
         q_hat = model(q_l, guides, mask)
@@ -56,7 +56,7 @@ def bench_training(
             mask,
             0.1,
             phi,
-            profile["train"]["alpha"],
+            profile.train.alpha,
         )
         optimizer.zero_grad(set_to_none=True)
         terms.total.backward()
@@ -72,11 +72,11 @@ def bench_training(
 
 
 def bench_inference(
-    profile: dict, crop: tuple[int, int], grid: tuple[int, int], n_slices: int, device: torch.device
+    profile: Profile, crop: tuple[int, int], grid: tuple[int, int], n_slices: int, device: torch.device
 ) -> float:
     """Seconds to super-resolve one (grid, n_slices) volume whose brain fills ``crop`` minus the margin."""
     model = (
-        SwigResNet(["T1w", "T2w"], True, [80.0, 1100.0, 130.0], **profile["model"])
+        SwigResNet(["T1w", "T2w"], True, [80.0, 1100.0, 130.0], **profile.model)
         .to(device)
         .eval()
     )
@@ -87,7 +87,7 @@ def bench_inference(
     q_l = (torch.tensor([80.0, 1100.0, 130.0]).view(3, 1, 1, 1) * mask).numpy()
     guides = {"T1w": torch.randn(mask.shape).numpy(), "T2w": torch.randn(mask.shape).numpy()}
     start = time.perf_counter()
-    predict_volume(model, q_l, guides, mask.numpy(), profile["eval"]["batch_size"], device=device)
+    predict_volume(model, q_l, guides, mask.numpy(), profile.eval.batch_size, device=device)
     _sync(device)
     return time.perf_counter() - start
 
@@ -124,9 +124,9 @@ def main() -> None:
                 "profile": args.profile,
                 "device": str(device),
                 "threads": torch.get_num_threads() if device.type == "cpu" else None,
-                "width": profile["model"]["width"],
+                "width": profile.model.width,
                 "crop": f"{crop[0]}x{crop[1]}",
-                "batch_size": profile["train"]["batch_size"],
+                "batch_size": profile.train.batch_size,
                 "train_slices_per_s": bench_training(profile, crop, grid, device, args.steps),
                 "inference_s_per_volume": bench_inference(profile, crop, grid, args.slices, device),
                 "volume": f"{grid[0]}x{grid[1]}x{args.slices}",

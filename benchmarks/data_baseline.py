@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from swig_lib.core.models import MAP_NAMES
-from swig_lib.experiments.config import load_profile
+from swig_lib.experiments.config import Profile, load_profile
 from swig_lib.experiments.subjects.dataset import (
     build_dataset,
     folder_size,
@@ -37,13 +37,13 @@ from swig_lib.experiments.subjects.report import subject_baseline
 from swig_lib.paper import BASELINE as PAPER_BASELINE
 
 
-def run(profile: str | dict[str, Any], root: str = "data", split: str = "test",
+def run(profile: str | Profile, root: str = "data", split: str = "test",
         force: bool = False, progress: bool = False) -> dict[str, Any]:
     """Build (or reuse) the profile's dataset and compute the Q_l baseline of a split.
 
     Parameters
     ----------
-    profile : str or dict
+    profile : str or Profile
         Profile name or a loaded profile (:func:`swig_lib.experiments.config.load_profile`).
     root : str
         Data root.
@@ -67,7 +67,7 @@ def run(profile: str | dict[str, Any], root: str = "data", split: str = "test",
     folder, reused = build_dataset(settings, root, force=force, progress=progress)
     elapsed = time.perf_counter() - start
     dataset = load_dataset(settings, root, build=False)
-    baseline = subject_baseline(dataset, int(settings.get("eval", {}).get("interior_voxels", 0)), split)
+    baseline = subject_baseline(dataset, settings.eval.interior_voxels, split)
     recorded = dataset.manifest.get("build", {}).get("seconds")
     return {
         "dataset": dataset,
@@ -99,7 +99,7 @@ def time_build(profile: str, n_subjects: int = 1) -> dict[str, Any]:
         ``seconds`` (wall time of the whole build), ``per_subject_s``, ``n_subjects`` and
         ``shape`` (grid X, Y, Z).
     """
-    base = load_profile(profile)["data"]
+    base = load_profile(profile).data
     timed = load_profile(profile, {"data.n_subjects": n_subjects, "data.split": [n_subjects, 0, 0],
                                    "data.dataset": f"timing-{base['dataset']}"})
     with tempfile.TemporaryDirectory(prefix="swig-build-") as root:

@@ -9,6 +9,7 @@ Q_l = Φ(Q_h) (a stand-in for the fitted LR maps), clamped positive and masked.
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ import torch
 from swig_lib.core.kspace import truncate_kspace
 from swig_lib.core.physics import qmri_contrasts, weighted_image
 from swig_lib.core.protocols import GUIDE_PROTOCOLS
+from swig_lib.experiments.config import Profile, load_profile
 
 #: PD [a.u.], T1 [ms], T2 [ms] of grey matter, white matter, CSF.
 TISSUES = {"GM": (80.0, 1100.0, 95.0), "WM": (70.0, 650.0, 75.0), "CSF": (100.0, 4000.0, 1800.0)}
@@ -103,9 +105,14 @@ class FakeDataset:
         return self._subjects[sid].q_h
 
 
-def tiny_profile(seed: int = 0, epochs: int = 1) -> dict:
-    """A training profile for the phantom: width-4 network, one or two epochs, every slice."""
-    return {
+def tiny_profile(seed: int = 0, epochs: int = 1, variants: tuple[str, ...] = ("M12++",),
+                 **sections: Any) -> Profile:
+    """A profile for the phantom: width-4 network, one or two epochs, every slice.
+
+    The smoke profile named ``"test"``, with its ``seed``, ``train``, ``model`` and ``eval``
+    replaced; ``sections`` replace further top-level entries (e.g. ``crosssequence={...}``).
+    """
+    return Profile.from_dict(load_profile("smoke").to_dict() | {
         "name": "test",
         "seed": seed,
         "train": {
@@ -119,4 +126,6 @@ def tiny_profile(seed: int = 0, epochs: int = 1) -> dict:
             "dc_dilation": 2,
         },
         "model": {"width": 4, "n_blocks": 5, "first_kernel": 3, "last_kernel": 9},
-    }
+        "eval": {"variants": list(variants), "interior_voxels": 2, "slice_stride": 1, "min_brain_fraction": 0.0,
+                 "batch_size": 2},
+    } | sections)

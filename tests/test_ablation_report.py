@@ -26,11 +26,7 @@ from swig_lib.experiments.evaluation.selection import read_selection
 from swig_lib.experiments.training.loop import train_variant
 
 VARIANTS = ["M12++", "M2++", "M1++", "M12-+", "M12--", "M12++a0"]
-PROFILE = {
-    **tiny_profile(seed=2, epochs=1),
-    "eval": {"variants": VARIANTS, "interior_voxels": 2, "slice_stride": 1, "min_brain_fraction": 0.0,
-             "batch_size": 2},
-}
+PROFILE = tiny_profile(seed=2, epochs=1, variants=tuple(VARIANTS))
 
 
 class ManifestDataset(FakeDataset):

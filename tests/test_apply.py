@@ -22,16 +22,7 @@ from swig_lib.experiments.inference import (
 from swig_lib.experiments.training.checkpoints import CheckpointError
 from swig_lib.experiments.training.loop import train_variant
 
-PROFILE = {
-    **tiny_profile(),
-    "eval": {
-        "variants": ["M12++", "M1++"],
-        "interior_voxels": 2,
-        "slice_stride": 1,
-        "min_brain_fraction": 0.0,
-        "batch_size": 2,
-    },
-}
+PROFILE = tiny_profile(variants=("M12++", "M1++"))
 
 
 def _trained_like_model(guides=("T1w", "T2w"), use_ql=True) -> SwigResNet:
@@ -87,7 +78,7 @@ def test_predict_volume_slices_and_input_checks() -> None:
 
 def test_evaluate_writes_tables(tmp_path) -> None:
     dataset = FakeDataset(2, 1, 2, (40, 36, 3))
-    for name in PROFILE["eval"]["variants"]:
+    for name in PROFILE.eval.variants:
         train_variant(PROFILE, name, tmp_path, device="cpu", dataset=dataset, progress=False)
     table = evaluate(PROFILE, tmp_path, dataset=dataset, progress=False)
     assert set(table["model"]) == {"Q_l", "M12++", "M1++"} and set(table["region"]) == {

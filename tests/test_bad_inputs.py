@@ -21,6 +21,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from _owndata import guide_sidecar, write_dataset
 from _phantom import FakeDataset, make_subject, tiny_profile
 
 from swig_lib.cli import main
@@ -210,6 +211,33 @@ def _spec(name: str, **changes: object) -> Callable[[Path, Path], Path]:
         tmp, name, source, lambda p: {**p, "model_spec": {**p["model_spec"], **changes}})
 
 
+def _sidecar(key: str, **changes: object) -> Setup:
+    """Setup: a BIDS sidecar next to guide ``key`` (the paper's protocol, keys changed; None removes one)."""
+    return lambda tmp, files, models: (files[key].parent / f"{key}.json").write_text(
+        json.dumps(guide_sidecar({"t1w": "T1w", "t2w": "T2w"}[key], **changes))) and None
+
+
+def _own_data(*extra: str, **description: object) -> Setup:
+    """Setup: ``swig train --data`` on an own-data folder of three subjects (dataset file keys changed)."""
+
+    def setup(tmp: Path, files: dict, models: dict) -> list[str]:
+        write_dataset(tmp / "own", **description)
+        return ["train", "--data", str(tmp / "own"), "--profile", "smoke", "--out", str(tmp / "run"), *extra]
+
+    return setup
+
+
+def _one_subject_folder(tmp: Path, files: dict, models: dict) -> list[str]:
+    write_dataset(tmp / "own", n_subjects=1)
+    return ["train", "--data", str(tmp / "own"), "--out", str(tmp / "run")]
+
+
+def _no_dataset_file(tmp: Path, files: dict, models: dict) -> list[str]:
+    argv = _one_subject_folder(tmp, files, models)
+    (tmp / "own" / "swig_dataset.json").unlink()
+    return argv
+
+
 # Each case: setup(tmp, files, models) -> argv (None: the default call), exit code, substrings of the one line.
 CASES: dict[str, tuple[Setup, int, tuple[str, ...]]] = {
     # -- the command line itself: exit 2 --
@@ -233,6 +261,21 @@ CASES: dict[str, tuple[Setup, int, tuple[str, ...]]] = {
     "data_workers_zero": (
         lambda tmp, files, models: ["data", "--root", str(tmp / "data"), "--workers", "0"], 2,
         ("argument --workers", "at least 1")),
+    "adapt_zero": (_apply("--adapt", "0"), 2, ("argument --adapt", "at least 1, got '0'")),
+    "adapt_and_from_scratch": (
+        _apply("--adapt", "2", "--from-scratch", "2"), 2,
+        ("argument --from-scratch: not allowed with argument --adapt",)),
+    "contrasts_without_adaptation": (
+        _apply("--contrasts", "c.nii.gz"), 2,
+        ("--contrasts: only the data term of --adapt or --from-scratch reads LR contrasts", "leave --contrasts out")),
+    "guide_given_twice": (
+        _apply("--guide", "T2w", "x.nii.gz"), 2, ("--guide T2w: the guide T2w is given twice", "give it once")),
+    "tolerance_negative": (
+        _apply("--time-tolerance", "-0.1"), 2, ("argument --time-tolerance: must be a number of at least 0",)),
+    "train_alpha_without_own_data": (
+        _experiment("train", "--alpha", "3"), 2, ("--alpha: only for your own data", "swig_dataset.json")),
+    "train_own_data_with_variant": (
+        _own_data("--variant", "M2++"), 2, ("--variant: your own data trains one model, SWIG", "leave --variant out")),
     # -- a file or folder that cannot be used: exit 1 --
     "model_missing": (
         lambda tmp, files, models: _argv(tmp / "missing.pt", files, tmp / "out"), 1,
@@ -298,6 +341,27 @@ CASES: dict[str, tuple[Setup, int, tuple[str, ...]]] = {
     "not_a_swig_model": (
         _apply(model="Acq5R"), 1,
         ("Acq5R.pt: a model without guide inputs is not a SWIG model", "pass a SWIG checkpoint", "M12++.pt")),
+    "guide_protocol_mismatch": (
+        _sidecar("t2w", EchoTime=0.1), 1,
+        ("t2w.json: EchoTime = 0.1 s differs from 0.146 s of the model ", "M12++.pt by more than 5 %",
+         "or pass --accept-protocol-mismatch")),
+    "guide_sidecar_field_missing": (
+        _sidecar("t1w", InversionTime=None), 1,
+        ("t1w.json: InversionTime is missing (needed by IR-SPGR)", "give InversionTime in seconds")),
+    "guide_sidecar_not_json": (
+        lambda tmp, files, models: (files["t1w"].parent / "t1w.json").write_text("{") and None, 1,
+        ("t1w.json: cannot read a JSON sidecar", "give a BIDS JSON sidecar file")),
+    "adapt_a_model_without_recipe": (
+        lambda tmp, files, models: _argv(_checkpoint(tmp, "bare.pt", models["M12++"], lambda p: {
+            k: v for k, v in p.items() if k != "profile"}), files, tmp / "out", "--adapt", "2"), 1,
+        ("bare.pt: records no training settings", "adapt only models from `swig train`")),
+    "train_own_data_without_dataset_file": (
+        _no_dataset_file, 1, ("own: no swig_dataset.json", "write it next to the sub-* folders")),
+    "train_own_data_noise_missing": (
+        _own_data(NoiseLevel=None), 1,
+        ("swig_dataset.json: NoiseLevel is missing", "give the noise standard deviation")),
+    "train_own_data_one_subject": (
+        _one_subject_folder, 1, ("own: 1 subject folder(s) sub-*", "training needs at least two")),
     "implausible_output": (
         _model(_implausible), 1,
         ("implausible.pt: ", "T1 value(s) inside the mask outside the physical range (from 1.1",

@@ -165,9 +165,10 @@ def test_merge_tables() -> None:
 @pytest.mark.parametrize("name", PROFILES)
 def test_dict_forms_of_checkpoints_and_cache_keys_are_unchanged(name: str) -> None:
     profile, expected = load_profile(name), SNAPSHOT[name]
-    # A checkpoint stores dict(profile) and is read back with weights_only=True.
+    # A checkpoint stores profile.to_dict() (= dict(profile)) and is read back with weights_only=True.
+    assert profile.to_dict() == dict(profile)
     buffer = io.BytesIO()
-    torch.save({"profile": dict(profile)}, buffer)
+    torch.save({"profile": profile.to_dict()}, buffer)
     buffer.seek(0)
     stored = torch.load(buffer, weights_only=True)["profile"]
     assert _canonical(stored) == _canonical(expected)
@@ -175,10 +176,11 @@ def test_dict_forms_of_checkpoints_and_cache_keys_are_unchanged(name: str) -> No
     assert _canonical(comparable_settings(profile)) == _canonical(comparable_settings(expected))
     assert comparable_settings(profile) == comparable_settings(stored)
     # The readers of the owned sections and the Acq5^R cache key.
-    assert CrossSequenceSettings.from_profile(profile) == CrossSequenceSettings.from_profile(expected)
+    assert CrossSequenceSettings.from_profile(profile) == CrossSequenceSettings.from_profile(
+        Profile.from_dict(expected))
     data = DataSettings.from_profile(profile)
-    assert data == DataSettings.from_profile(expected)
-    key = recon_key(ReconSettings(), profile["model"], AcquisitionSettings(), profile["seed"], data.to_dict(), [])
+    assert data == DataSettings.from_profile(Profile.from_dict(expected))
+    key = recon_key(ReconSettings(), profile.model, AcquisitionSettings(), profile.seed, data.to_dict(), [])
     assert key == recon_key(ReconSettings(), expected["model"], AcquisitionSettings(), expected["seed"],
                             data.to_dict(), [])
     # A profile updated like a dict (``profile | {...}``) is a plain dict.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,8 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from _crossseq import MODEL, checkpoint, phantom
-from _phantom import FakeDataset
+from _phantom import FakeDataset, tiny_profile
 
+from swig_lib.experiments.config import Profile
 from swig_lib.experiments.crossseq import figures as crossseq_figures
 from swig_lib.experiments.crossseq import pipeline
 from swig_lib.experiments.crossseq.settings import PROTOCOLS, REFERENCE, CrossSequenceSettings
@@ -53,8 +55,8 @@ def test_worker_processes_give_the_same_results(tmp_path: Path, monkeypatch: pyt
     section = {"slice_stride": 2, "min_brain_fraction": 0.0,
                "acquisition": {"n_t1": 40, "n_t2": 40},
                "recon": {"epochs": 1, "batch_size": 2, "min_brain_fraction": 0.0}}
-    results = [pipeline.run_cross_sequence({"name": "tiny", "model": MODEL,
-                                            "crosssequence": {**section, "workers": workers}},
+    results = [pipeline.run_cross_sequence(tiny_profile(name="tiny", model=MODEL,
+                                                        crosssequence={**section, "workers": workers}),
                                            "M12++", results_dir=tmp_path, progress=False, force=True)
                for workers in (1, 2)]
     for name in pipeline.TABLES:
@@ -75,12 +77,12 @@ class LabelledDataset(FakeDataset):
 def test_run_cross_sequence_end_to_end_and_reuse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dataset = LabelledDataset(n_train=1, n_val=0, n_test=2)
     monkeypatch.setattr(pipeline, "load_dataset", lambda *args, **kwargs: dataset)
-    profile = {
-        "name": "tiny", "model": MODEL,
-        "crosssequence": {"slice_stride": 2, "min_brain_fraction": 0.0,
-                          "acquisition": {"n_t1": 40, "n_t2": 40},
-                          "recon": {"epochs": 1, "batch_size": 2, "min_brain_fraction": 0.0}},
-    }
+    profile = tiny_profile(
+        name="tiny", model=MODEL,
+        crosssequence={"slice_stride": 2, "min_brain_fraction": 0.0,
+                       "acquisition": {"n_t1": 40, "n_t2": 40},
+                       "recon": {"epochs": 1, "batch_size": 2, "min_brain_fraction": 0.0}},
+    )
     checkpoint(tmp_path / "tiny" / "checkpoints" / "M12++.pt")
     result = pipeline.run_cross_sequence(profile, "M12++", results_dir=tmp_path, progress=False)
     assert not result.info["reused"] and result.info["subjects"] == ["sub-01", "sub-02"]
@@ -109,17 +111,24 @@ def test_run_cross_sequence_end_to_end_and_reuse(tmp_path: Path, monkeypatch: py
     selection.write_text('{"selected": "M2++"}')
     third = pipeline.run_cross_sequence(profile, "M12++", results_dir=tmp_path, progress=False)
     assert third.info["reused"] and third.info["variant"] == "M12++"
+    # The profile's (training) seed seeds the simulation: another seed, another run.
+    assert result.info["key"]["seed"] == profile.seed == 0
+    reseeded = pipeline.run_cross_sequence(replace(profile, seed=1), "M12++", results_dir=tmp_path, progress=False)
+    assert not reseeded.info["reused"] and reseeded.info["key"]["seed"] == 1
+    assert not np.array_equal(reseeded.synthesis["ssim"], result.synthesis["ssim"])
     with pytest.raises(ValueError, match=r"unknown variant 'M99'; choose from \["):
         pipeline.run_cross_sequence(profile, "M99", results_dir=tmp_path, progress=False)
 
 
 def test_settings_reject_unknown_keys_and_the_old_variant_setting() -> None:
-    settings = CrossSequenceSettings.from_profile({"crosssequence": {"slice_stride": 3, "recon": {"epochs": 4}}})
+    settings = CrossSequenceSettings.from_profile(
+        tiny_profile(crosssequence={"slice_stride": 3, "recon": {"epochs": 4}}))
     assert settings.slice_stride == 3 and settings.recon.epochs == 4 and settings.workers == 1
     with pytest.raises(KeyError, match=r"unknown setting\(s\) \['variant'\]"):
-        CrossSequenceSettings.from_profile({"crosssequence": {"variant": "M12++"}})
-    with pytest.raises(KeyError, match="has no \\[crosssequence\\] section"):
-        CrossSequenceSettings.from_profile({"name": "tiny"})
+        CrossSequenceSettings.from_profile(tiny_profile(crosssequence={"variant": "M12++"}))
+    without = {key: value for key, value in tiny_profile(name="tiny").to_dict().items() if key != "crosssequence"}
+    with pytest.raises(KeyError, match=r"profile 'tiny' lacks \['crosssequence'\]"):
+        Profile.from_dict(without)
     with pytest.raises(ValueError, match="intensity_match must be 'affine' or 'none', got 'linear'"):
         CrossSequenceSettings(intensity_match="linear")
 

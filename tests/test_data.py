@@ -12,7 +12,7 @@ import torch
 
 from swig_lib.cli import main as cli_main
 from swig_lib.core.io import DataValidationError
-from swig_lib.experiments.config import load_profile
+from swig_lib.experiments.config import Profile, load_profile
 from swig_lib.experiments.subjects import anatomy
 from swig_lib.experiments.subjects import dataset as data
 from swig_lib.experiments.subjects.anatomy import (
@@ -237,9 +237,10 @@ def test_subject_from_tissue_fractions_and_maps() -> None:
 def test_settings_validation() -> None:
     with pytest.raises(ValueError, match="must sum to"):
         data.DataSettings.from_profile(_tiny(split=[1, 1, 1]))
+    smoke = load_profile("smoke")
+    sharp = Profile.from_dict(smoke | {"data": {**smoke["data"], "anatomy": {"sharpness": 2}}})
     with pytest.raises(KeyError, match="unknown anatomy setting"):
-        data.DataSettings.from_profile(load_profile("smoke") | {"data": {**load_profile("smoke")["data"],
-                                                                         "anatomy": {"sharpness": 2}}})
+        data.DataSettings.from_profile(sharp)
 
 
 def test_anatomy_redraws_the_stored_maps(tiny: tuple[Path, data.Dataset]) -> None:

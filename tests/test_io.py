@@ -6,6 +6,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 
 from swig_lib.core import io
@@ -79,6 +80,24 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path, monkeypatch: pyt
             tmp.write_text("partial")
             raise RuntimeError("interrupted")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.nii.gz"]
+
+
+def test_write_csv_writes_the_table_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = pd.DataFrame({"model": ["Q_l", "M12++"], "ssim": [0.5, 0.75]}).set_index("model")
+    io.write_csv(table, tmp_path / "t.csv")
+    io.write_csv(table, tmp_path / "i.csv", index=True)
+    assert (tmp_path / "t.csv").read_text() == "ssim\n0.5\n0.75\n"
+    assert (tmp_path / "i.csv").read_text() == "model,ssim\nQ_l,0.5\nM12++,0.75\n"
+
+    def broken(self: pd.DataFrame, path: Path, index: bool) -> None:
+        Path(path).write_text("half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", broken)
+    with pytest.raises(OSError, match="disk full"):
+        io.write_csv(table, tmp_path / "t.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["i.csv", "t.csv"]
+    assert (tmp_path / "t.csv").read_text() == "ssim\n0.5\n0.75\n"
 
 
 def test_load_qmri_maps_accepts_valid_maps(files: dict[str, Path]) -> None:
@@ -250,3 +269,14 @@ def test_stale_temporaries_and_writable_folders(tmp_path: Path) -> None:
     blocker = tmp_path / "file.txt"
     blocker.write_text("")
     assert io.writable_folder_problem(blocker / "out") == f"{blocker} is not a folder"
+
+
+def test_read_csv_returns_the_exact_floats_write_csv_wrote(tmp_path):
+    import pandas as pd
+
+    from swig_lib.core.io import read_csv, write_csv
+
+    values = np.random.default_rng(3).standard_normal(500) * 10.0 ** np.arange(-250, 250)
+    path = tmp_path / "t.csv"
+    write_csv(pd.DataFrame({"x": values}), path)
+    assert np.array_equal(read_csv(path)["x"].to_numpy(), values)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _phantom import FakeDataset
+from _phantom import FakeDataset, tiny_profile
 
 from swig_lib.core.models import (
     SCALED_FLOOR,
@@ -121,7 +121,7 @@ def one_slice():
     """One 32x32 phantom slice prepared for the loss, with Φ on its window."""
     data = prepare_data(
         FakeDataset(1, 1, 0, (32, 32, 1)),
-        {"train": {"min_brain_fraction": 0.0, "slice_stride": 1, "dc_dilation": 2}},
+        tiny_profile(),  # every slice, L_l on the brain dilated by 2 voxels
         margin=4,
         progress=False,
     )

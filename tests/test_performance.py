@@ -148,14 +148,14 @@ def test_run_performance_with_stub_scripts(tmp_path: Path, monkeypatch: pytest.M
     for name in STUBS:  # load_scripts registers the stubs; the monkeypatch removes them afterwards
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    settings = load_profile("smoke")
+    settings = load_profile("smoke", {"seed": 3})
     threads = torch.get_num_threads()
-    results = pf.run_performance(settings, torch.device("cpu"), seed=3, data_dir=tmp_path / "no-data",
+    results = pf.run_performance(settings, torch.device("cpu"), data_dir=tmp_path / "no-data",
                                  results_dir=tmp_path / "results", device_label="the CPU", scripts=scripts)
     assert torch.get_num_threads() == threads  # restored
     bench = settings["bench"]
     assert [r["threads"] for r in results.fitter_rows] == bench["threads"]
-    assert results.fitter_rows[0]["median_rel_err"] == {"PD": 3.0}  # the seed reaches the fitter
+    assert results.fitter_rows[0]["median_rel_err"] == {"PD": 3.0}  # the profile's seed reaches the fitter
     assert results.machine["device of this run"] == "the CPU"
     assert results.recorded_build.startswith("no usable dataset (dataset ")
     assert [r["training slices/s"] for r in results.training_rows] == [

@@ -22,6 +22,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from swig_lib import cli
 from swig_lib.book import notebook, reproduce
 from swig_lib.cli import reproduce as reproduce_command
+from swig_lib.experiments.config import load_profile
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -165,6 +166,26 @@ def test_run_caches_forces_and_writes_provenance(
     assert reproduce.reproduce("smoke", root=repo, build_book=False, progress=False, seed=3, force=True) == 0
     assert executed.stat().st_mtime_ns != mtime
     assert json.loads(provenance_path.read_text())["notebooks"]["00_ok"]["status"] == "executed"
+
+
+def test_the_injected_seed_defaults_to_the_profiles(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reproduce, "package_fingerprint", lambda *args, **kwargs: "pinned")
+    monkeypatch.setattr(reproduce, "load_profile", lambda name: load_profile(name, {"seed": 7}))
+    _write(repo / "notebooks" / "00_ok.ipynb", [_params_cell(), new_code_cell("print(profile, seed, device)")])
+    assert reproduce.reproduce("smoke", root=repo, build_book=False, progress=False) == 0
+    nb = nbformat.read(repo / "results" / "smoke" / "executed" / "00_ok.ipynb", as_version=4)
+    assert "smoke 7 auto" in nb.cells[2].outputs[0]["text"]
+
+
+def test_the_seed_parameter_is_the_training_seed_of_the_notebooks() -> None:
+    """Notebooks 02-06 load the profile with the injected seed; notebook 01 (the data) does not."""
+    seeded = 'load_profile(profile, {"seed": seed})'
+    for path in sorted((REPO / "notebooks").glob("0[1-6]_*.ipynb")):
+        code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        if path.name.startswith("01_"):
+            assert "load_profile" not in code and "does not enter the data" in code
+        else:
+            assert code.count("load_profile(") == 1 and seeded in code, path.name
 
 
 def test_provenance_is_written_before_each_step(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -149,8 +149,7 @@ def test_resume_continues_exactly(tmp_path, data) -> None:
 
 def test_resume_refuses_other_settings(tmp_path, data) -> None:
     train_variant(PROFILE, "M1++", tmp_path, device="cpu", data=data, progress=False)
-    other = copy.deepcopy(PROFILE)
-    other["train"]["lr"] = 5e-4
+    other = replace(PROFILE, train=replace(PROFILE.train, lr=5e-4))
     with pytest.raises(CheckpointError, match="other settings") as err:
         train_variant(other, "M1++", tmp_path, resume=True, device="cpu", data=data, progress=False)
     assert "(train.lr = 0.001 there, 0.0005 now)" in str(err.value)
@@ -167,8 +166,7 @@ def test_setting_differences_name_each_setting() -> None:
 
 
 def test_every_variant_trains_and_reloads(tmp_path, data) -> None:
-    profile = copy.deepcopy(PROFILE)
-    profile["train"]["epochs"] = 1
+    profile = replace(PROFILE, train=replace(PROFILE.train, epochs=1))
     for name in ("M12-+", "M12--", "M12++a0"):
         path = train_variant(profile, name, tmp_path, device="cpu", data=data, progress=False)
         payload = load_checkpoint(path)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -16,7 +16,7 @@ from swig_lib.experiments.training.report import LOSS_DIRECTIONS, n_params, run_
 from swig_lib.experiments.training.windows import prepare_data
 
 VARIANTS = ["M12++", "M12-+", "M12++a0"]
-PROFILE = {**tiny_profile(seed=1, epochs=2), "eval": {"variants": VARIANTS, "batch_size": 2}}
+PROFILE = tiny_profile(seed=1, epochs=2, variants=tuple(VARIANTS))
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +58,9 @@ def test_summary_is_written_and_reused(chapter) -> None:
 
 
 def test_resumed_and_retrained_statuses(tmp_path, dataset) -> None:
-    short = copy.deepcopy(PROFILE)
-    short["train"]["epochs"] = 1
+    short = replace(PROFILE, train=replace(PROFILE.train, epochs=1))
     train_variant(short, "M12++", tmp_path / "test", device="cpu", dataset=dataset, progress=False)
-    other = copy.deepcopy(PROFILE)
-    other["train"]["lr"] = 2e-3
+    other = replace(PROFILE, train=replace(PROFILE.train, lr=2e-3))
     train_variant(other, "M12-+", tmp_path / "test", device="cpu", dataset=dataset, progress=False)
     results = run_training_chapter(PROFILE, results_dir=tmp_path, device="cpu", dataset=dataset)
     assert list(results.summary["status"]) == ["resumed at epoch 1", "retrained (settings changed)", "trained"]
@@ -72,7 +70,7 @@ def test_resumed_and_retrained_statuses(tmp_path, dataset) -> None:
 def test_network_and_inputs(chapter, dataset) -> None:
     _, results, _ = chapter
     data = prepare_data(dataset, PROFILE, 15, progress=False)
-    full = SwigResNet(("T1w", "T2w"), True, data.q_scale, **PROFILE["model"])
+    full = SwigResNet(("T1w", "T2w"), True, data.q_scale, **PROFILE.model)
     assert results.network["parameters"].sum() == n_params(full) == results.glue["n_params_m12"][0]
     assert results.network.loc["first convolution + ReLU", "channels"] == "5 → 4"
     assert list(results.inputs["input channels"]) == [5, 2, 5]

@@ -37,7 +37,6 @@ from traitlets.config import Config
 
 from swig_lib import __version__
 from swig_lib.book.notebook import (
-    PARAMETERS,
     describe_device,
     git_state,
     resolve_device,
@@ -322,8 +321,20 @@ def _jupyter_book() -> str:
     return program
 
 
-def run_book_build(root: Path, profile: str, results_dir: str) -> float:
+def run_book_build(root: Path, profile: str, results_dir: str, output_dir: Path | None = None) -> float:
     """Build the HTML book of ``profile`` with ``jupyter-book build <root> -W``.
+
+    Parameters
+    ----------
+    root : Path
+        The repository root (the book's source).
+    profile : str
+        The profile whose executed notebooks the book shows.
+    results_dir : str
+        The results folder, relative to ``root`` or absolute.
+    output_dir : Path, optional
+        The folder that receives ``_build/`` (``--path-output``; the HTML is in
+        ``<output_dir>/_build/html``); default ``root``.
 
     Returns
     -------
@@ -337,7 +348,10 @@ def run_book_build(root: Path, profile: str, results_dir: str) -> float:
     """
     env = {**os.environ, "SWIG_PROFILE": profile, "SWIG_RESULTS_DIR": results_dir}
     start = time.perf_counter()
-    done = subprocess.run([_jupyter_book(), "build", str(root), "-W"], cwd=root, env=env, check=False)
+    command = [_jupyter_book(), "build", str(root), "-W"]
+    if output_dir is not None:
+        command += ["--path-output", str(output_dir)]
+    done = subprocess.run(command, cwd=root, env=env, check=False)
     if done.returncode != 0:
         raise ReproduceError(
             f"the book build failed (jupyter-book exit {done.returncode}); list every warning with "
@@ -407,6 +421,7 @@ def reproduce(
     results_dir: str = "results",
     root: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    book_dir: str | os.PathLike[str] | None = None,
 ) -> int:
     """Execute the notebooks of ``profile`` (skipping up-to-date ones) and build the book.
 
@@ -421,7 +436,9 @@ def reproduce(
     build_book : bool
         Build the book when the notebooks succeeded.
     seed : int, optional
-        The injected ``seed``; default: the profile's ``seed``.
+        The injected ``seed``, the training seed: notebooks 02-06 load the profile with it
+        (``load_profile(profile, {"seed": seed})``), so another value retrains and reruns on the
+        same data (the dataset seed is ``data.seed``). Default: the profile's ``seed``.
     device : str
         The injected ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:1`` ...).
     data_dir, results_dir : str
@@ -430,6 +447,9 @@ def reproduce(
         The repository root (default: found from the working directory).
     progress : bool
         Show papermill's per-cell progress bars.
+    book_dir : path-like, optional
+        Where the book goes: ``<book_dir>/_build/html`` (default: the repository root's
+        ``_build/html``).
 
     Returns
     -------
@@ -449,7 +469,7 @@ def reproduce(
         return 2
     parameters = {
         "profile": profile,
-        "seed": int(settings.get("seed", PARAMETERS["seed"]) if seed is None else seed),
+        "seed": settings.seed if seed is None else int(seed),
         "data_dir": data_dir,
         "results_dir": results_dir,
         "device": device,
@@ -508,8 +528,9 @@ def reproduce(
             print(f"{prefix}: done in {duration:.1f} s", flush=True)
         if build_book:
             print("book: jupyter-book build . -W", flush=True)
-            seconds = run_book_build(root_path, profile, results_dir)
-            index = root_path / "_build" / "html" / "index.html"
+            output = root_path if book_dir is None else Path(book_dir).resolve()
+            seconds = run_book_build(root_path, profile, results_dir, output)
+            index = output / "_build" / "html" / "index.html"
             provenance["book"] = {"html": os.path.relpath(index, root_path), "duration_s": round(seconds, 3)}
             print(f"book: built in {seconds:.1f} s: {index}", flush=True)
     except ReproduceError as exc:

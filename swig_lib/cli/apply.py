@@ -1,11 +1,23 @@
-"""``swig apply``: super-resolve your own PD/T1/T2 maps with a trained model."""
+"""``swig apply``: super-resolve your own PD/T1/T2 maps with a trained model, optionally adapted to them."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from swig_lib.cli.common import parse_device, positive_int
+from swig_lib.cli.common import UsageError, parse_device, positive_int
+from swig_lib.experiments.owndata.protocols import DEFAULT_TOLERANCE, OVERRIDE_FLAG
+
+
+def non_negative_float(text: str) -> float:
+    """Argument type: a finite number ≥ 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of at least 0, got {text!r}")
+    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -14,7 +26,9 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
         "apply", parents=[common], help="super-resolve your own PD/T1/T2 maps with a trained model",
         description="Write PDmap.nii.gz, T1map.nii.gz, T2map.nii.gz and the provenance sidecar "
         "swig_apply.json into --out, all or nothing. Existing files are replaced only with "
-        "--overwrite; a folder that holds an input is refused.",
+        "--overwrite; a folder that holds an input is refused. A guide with a BIDS sidecar (x.json next "
+        "to x.nii.gz) must have been acquired with the protocol the model was trained with, within the "
+        f"tolerances, unless {OVERRIDE_FLAG}.",
     )
     parser.add_argument(
         "--model", required=True, help="checkpoint, e.g. results/quick/checkpoints/M12++.pt"
@@ -22,23 +36,78 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     parser.add_argument("--pd", required=True, help="LR PD map (NIfTI, a.u.)")
     parser.add_argument("--t1", required=True, help="LR T1 map (NIfTI, ms)")
     parser.add_argument("--t2", required=True, help="LR T2 map (NIfTI, ms)")
-    parser.add_argument("--t1w", default=None, help="T1-weighted guide (IR-SPGR) on the maps' grid")
-    parser.add_argument("--t2w", default=None, help="T2-weighted guide (spin echo) on the maps' grid")
+    parser.add_argument("--t1w", default=None, help="the guide T1w (the paper's: IR-SPGR) on the maps' grid")
+    parser.add_argument("--t2w", default=None, help="the guide T2w (the paper's: spin echo) on the maps' grid")
+    parser.add_argument(
+        "--guide", nargs=2, action="append", default=[], metavar=("NAME", "FILE"),
+        help="a guide of another name the model was trained with, e.g. --guide FLAIR flair.nii.gz (repeatable)",
+    )
     parser.add_argument("--mask", default=None, help="brain mask (default: PD, T1, T2 finite and > 0)")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="slices per forward pass")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    protocols = parser.add_argument_group("guide protocols")
+    protocols.add_argument(
+        OVERRIDE_FLAG, action="store_true",
+        help="use guides whose sidecar protocol differs from the model's beyond the tolerances (a warning)",
+    )
+    protocols.add_argument(
+        "--time-tolerance", type=non_negative_float, default=DEFAULT_TOLERANCE.time,
+        help=f"relative tolerance on TR, TE, TI (default {DEFAULT_TOLERANCE.time:g})",
+    )
+    protocols.add_argument(
+        "--flip-tolerance", type=non_negative_float, default=DEFAULT_TOLERANCE.flip,
+        help=f"tolerance on the flip angle, degrees (default {DEFAULT_TOLERANCE.flip:g})",
+    )
+    adaptation = parser.add_argument_group("scan-specific adaptation (self-supervised, no labels)")
+    mode = adaptation.add_mutually_exclusive_group()
+    mode.add_argument("--adapt", type=positive_int, default=None, metavar="N",
+                      help="fine-tune the model on this subject for N steps before predicting")
+    mode.add_argument("--from-scratch", type=positive_int, default=None, metavar="N",
+                      help="train a fresh model of the checkpoint's kind on this subject alone for N steps")
+    adaptation.add_argument("--seed", type=int, default=0, help="seed of the adaptation (default 0)")
+    adaptation.add_argument(
+        "--contrasts", default=None,
+        help="4-D LR contrasts of the model's qMRI protocol for the data term (default: synthesised from the maps)",
+    )
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Apply the model and print the written files."""
-    from swig_lib.experiments.inference import SIDECAR_FILE, apply_files
+def named_guides(pairs: list[list[str]], t1w: str | None, t2w: str | None) -> dict[str, str]:
+    """The ``--guide NAME FILE`` pairs as a mapping; each name once, T1w and T2w through their own options.
 
+    Raises
+    ------
+    UsageError
+        For a name given twice.
+    """
+    guides: dict[str, str] = {}
+    for name, path in pairs:
+        own = {"T1w": ("--t1w", t1w), "T2w": ("--t2w", t2w)}.get(name)
+        if name in guides or (own is not None and own[1] is not None):
+            raise UsageError(f"--guide {name}: the guide {name} is given twice; give it once")
+        guides[name] = path
+    return guides
+
+
+def run(args: argparse.Namespace) -> int:
+    """Apply (after adapting, if asked) the model and print the written files."""
+    from swig_lib.experiments.inference import SIDECAR_FILE, apply_files
+    from swig_lib.experiments.owndata.adapt import AdaptSettings
+    from swig_lib.experiments.owndata.protocols import ProtocolTolerance
+
+    steps = args.adapt or args.from_scratch
+    if args.contrasts is not None and steps is None:
+        raise UsageError("--contrasts: only the data term of --adapt or --from-scratch reads LR contrasts; add one "
+                         "of them or leave --contrasts out")
     written = apply_files(
         args.model, args.pd, args.t1, args.t2, args.out, args.t1w, args.t2w, args.mask,
         args.batch_size, parse_device(args.device), overwrite=args.overwrite,
+        guides=named_guides(args.guide, args.t1w, args.t2w), contrasts=args.contrasts,
+        tolerance=ProtocolTolerance(args.time_tolerance, args.flip_tolerance),
+        accept_protocol_mismatch=args.accept_protocol_mismatch,
+        adaptation=None if steps is None else AdaptSettings(steps, args.from_scratch is not None, args.seed),
     )
     for name, path in written.items():
         print(f"{name}: {path}")

@@ -31,7 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     )
     parser.add_argument("--no-book", action="store_true", help="do not build the book")
     parser.add_argument(
-        "--seed", type=int, default=None, help="seed injected into the notebooks (default: the profile's)"
+        "--seed", type=int, default=None,
+        help="training seed of the notebooks: retrains on the same data (default: the profile's seed)"
     )
     parser.add_argument(
         "--device", default="auto", help="torch device injected into the notebooks (default: auto)"

@@ -1,12 +1,20 @@
-"""``swig train``: train SWIG models (the variants of Table I) self-supervised."""
+"""``swig train``: train SWIG models self-supervised, on the digital subjects or on your own data."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from swig_lib.cli.common import add_experiment_arguments, check_writable, experiment_folder, load_data, parse_device
+from swig_lib.cli.common import (
+    UsageError,
+    add_experiment_arguments,
+    check_writable,
+    experiment_folder,
+    load_data,
+    parse_device,
+)
 from swig_lib.core.io import OutputExistsError, UserError
+from swig_lib.experiments.owndata.folder import DATASET_FILE, OWN_VARIANT, is_own_data
 from swig_lib.experiments.training.checkpoints import checkpoint_paths
 from swig_lib.experiments.training.variants import VARIANTS
 
@@ -14,15 +22,17 @@ from swig_lib.experiments.training.variants import VARIANTS
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Register ``swig train``."""
     parser = subparsers.add_parser(
-        "train", parents=[common], help="train SWIG models (Table I variants) self-supervised",
-        description="Train variants of Table I; writes <out>/checkpoints/<variant>.pt (the epoch with "
-        "the lowest validation loss), <variant>.last.pt and <out>/logs/<variant>.csv. An existing run "
-        "is continued with --resume or replaced with --overwrite, never silently.",
+        "train", parents=[common], help="train SWIG models self-supervised (Table I variants, or on your data)",
+        description="Train variants of Table I on the digital subjects, or, when --data is a folder of your "
+        f"own data (with {DATASET_FILE} and sub-* folders), the model {OWN_VARIANT} with every guide of it. "
+        "Writes <out>/checkpoints/<variant>.pt (the epoch with the lowest validation loss), <variant>.last.pt "
+        "and <out>/logs/<variant>.csv. An existing run is continued with --resume or replaced with "
+        "--overwrite, never silently.",
     )
     add_experiment_arguments(parser)
     parser.add_argument(
-        "--variant", nargs="+", default=["M12++"], choices=[*VARIANTS, "all"],
-        help="variant(s) of Table I, or 'all'",
+        "--variant", nargs="+", default=None, choices=[*VARIANTS, "all"],
+        help="variant(s) of Table I, or 'all' (default M12++; not with your own data)",
     )
     again = parser.add_mutually_exclusive_group()
     again.add_argument(
@@ -33,6 +43,14 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     parser.add_argument(
         "--suggest-alpha", action="store_true",
         help="print the α rule's value (L_l/L_h at Q_l on the training slices) and exit",
+    )
+    parser.add_argument(
+        "--alpha", type=float, default=None,
+        help="your own data: weight α of the guide term (default: the α rule on your training slices)",
+    )
+    parser.add_argument(
+        "--check", action="store_true",
+        help="your own data: check the folder, every sidecar and image, print what training would use, and exit",
     )
     parser.set_defaults(run=run)
 
@@ -60,14 +78,21 @@ def check_runs(out: Path, names: list[str], resume: bool, overwrite: bool) -> li
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train the requested variants one after the other."""
+    """Train the requested variants one after the other, or the model of your own data."""
     from swig_lib.core.models import receptive_radius
     from swig_lib.experiments.training.loop import balanced_alpha, train_variant
     from swig_lib.experiments.training.windows import prepare_data
 
     device = parse_device(args.device)
+    if is_own_data(args.data):
+        return run_own_data(args, device)
+    for option, given in (("--alpha", args.alpha is not None), ("--check", args.check)):
+        if given:
+            raise UsageError(f"{option}: only for your own data (--data DIR with {DATASET_FILE}); the profile's "
+                             "train.alpha sets α of the digital subjects")
     profile, out = experiment_folder(args)
-    names = list(VARIANTS) if "all" in args.variant else list(dict.fromkeys(args.variant))
+    chosen = args.variant or ["M12++"]
+    names = list(VARIANTS) if "all" in chosen else list(dict.fromkeys(chosen))
     if not args.suggest_alpha:
         check_writable(out)
         fresh = check_runs(out, names, args.resume, args.overwrite)
@@ -85,4 +110,42 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name}: no checkpoint to resume, training from the start")
         path = train_variant(profile, name, out, resume=args.resume, device=device, data=data)
         print(f"{name}: selected checkpoint {path}")
+    return 0
+
+
+def run_own_data(args: argparse.Namespace, device: object) -> int:
+    """Check, or train :data:`OWN_VARIANT` on, the user's folder ``--data``."""
+    from swig_lib.core.models import receptive_radius
+    from swig_lib.experiments.owndata.folder import OwnDataset
+    from swig_lib.experiments.training.loop import balanced_alpha, train_variant
+    from swig_lib.experiments.training.variants import Variant
+    from swig_lib.experiments.training.windows import prepare_data
+
+    if args.variant is not None:
+        raise UsageError(f"--variant: your own data trains one model, {OWN_VARIANT}, with every guide of "
+                         f"{DATASET_FILE}; leave --variant out")
+    base, out = experiment_folder(args)
+    dataset = OwnDataset.open(args.data)
+    if args.check:
+        for line in dataset.summary():
+            print(line)
+        for sid in dataset.subjects:
+            dataset.acquired(sid)
+        print(f"every image of the {len(dataset.subjects)} subjects is usable")
+        return 0
+    if not args.suggest_alpha:
+        check_writable(out)
+        check_runs(out, [OWN_VARIANT], args.resume, args.overwrite)
+    profile = dataset.training_profile(base)
+    data = prepare_data(dataset, profile, receptive_radius(**profile.model))
+    rule, l_data, l_guide = balanced_alpha(data)
+    print(f"at Q_l on {len(data.train)} training slices: L_l = {l_data:.4g}, L_h = {l_guide:.4g}; "
+          f"balanced alpha = L_l/L_h = {rule:.4g}")
+    if args.suggest_alpha:
+        return 0
+    alpha = rule if args.alpha is None else args.alpha
+    variant = Variant(OWN_VARIANT, tuple(dataset.guide_protocols), use_ql=True, data_consistency=True)
+    path = train_variant(dataset.training_profile(base, alpha), variant, out, resume=args.resume, device=device,
+                         data=data)
+    print(f"{OWN_VARIANT} (alpha = {alpha:.4g}): selected checkpoint {path}")
     return 0

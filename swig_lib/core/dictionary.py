@@ -11,8 +11,9 @@ k-d tree instead of an exhaustive scan.
 References
 ----------
 Ma D et al. Magnetic resonance fingerprinting. Nature 495:187-192 (2013).
+
 McGivney DF et al. SVD compression for magnetic resonance fingerprinting in the time domain.
-    IEEE Trans Med Imaging 33:2311-2322 (2014).
+IEEE Trans Med Imaging 33:2311-2322 (2014).
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def remove_global_phase(
     phase : float, optional
         The phase to remove, rad; estimated as ``arg(sum s^2) / 2`` when omitted.
     tolerance : float
-        Largest imaginary residual allowed after removing the phase, relative to max |signal|.
+        Largest imaginary residual allowed after removing the phase, relative to max ``|signal|``.
 
     Returns
     -------

@@ -16,10 +16,12 @@ M0 = 1 (PD scaling is applied by the caller).
 References
 ----------
 Weigel M. Extended phase graphs: dephasing, RF pulses, and echoes - pure and simple.
-    J Magn Reson Imaging 41:266-295 (2015).
+J Magn Reson Imaging 41:266-295 (2015).
+
 Ma D et al. Magnetic resonance fingerprinting. Nature 495:187-192 (2013).
+
 Jiang Y et al. MR fingerprinting using fast imaging with steady state precession (MRF-FISP).
-    Magn Reson Med 74:1621-1631 (2015).
+Magn Reson Med 74:1621-1631 (2015).
 """
 
 from __future__ import annotations

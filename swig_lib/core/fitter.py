@@ -175,8 +175,8 @@ def _select(keep: Tensor, new: _State, old: _State) -> _State:
     return _State(*(torch.where(keep, n, o) for n, o in zip(new, old)))
 
 
-def _safe_div(num: Tensor, den: Tensor) -> Tensor:
-    """``num/den`` where ``den > 0``, else 0."""
+def safe_div(num: Tensor, den: Tensor) -> Tensor:
+    """Return ``num/den`` where ``den > 0``, else 0 (no inf or NaN, also in the gradient)."""
     ok = den > 0
     return torch.where(ok, num / torch.where(ok, den, 1.0), 0.0)
 
@@ -197,10 +197,10 @@ def _step(problem: _Problem, u: Tensor, v: Tensor, st: _State, lam: Tensor) -> t
     hvv = torch.where(exact, st.hvv, st.qvv) * (1.0 + lam)
     huv = torch.where(exact, st.huv, st.quv)
     det = huu * hvv - huv * huv
-    du = _safe_div(hvv * st.gu - huv * st.gv, det)
-    dv = _safe_div(huu * st.gv - huv * st.gu, det)
-    du_1d = _safe_div(st.gu, torch.where(st.huu > 0, st.huu, st.quu) * (1.0 + lam))
-    dv_1d = _safe_div(st.gv, torch.where(st.hvv > 0, st.hvv, st.qvv) * (1.0 + lam))
+    du = safe_div(hvv * st.gu - huv * st.gv, det)
+    dv = safe_div(huu * st.gv - huv * st.gu, det)
+    du_1d = safe_div(st.gu, torch.where(st.huu > 0, st.huu, st.quu) * (1.0 + lam))
+    dv_1d = safe_div(st.gv, torch.where(st.hvv > 0, st.hvv, st.qvv) * (1.0 + lam))
     du = torch.where(held_v, du_1d, du).masked_fill(held_u, 0.0)
     dv = torch.where(held_u, dv_1d, dv).masked_fill(held_v, 0.0)
     return du, dv, held_u & held_v
@@ -289,8 +289,21 @@ def _fit_chunk(
     return out_pd, out_u, out_v
 
 
-def _check_times(name: str, times: Sequence[float]) -> Tensor:
-    """Sequence times as a float64 tensor, ms; all positive and finite."""
+def check_times(name: str, times: Sequence[float]) -> Tensor:
+    """Return sequence times as a 1-D float64 CPU tensor, checked positive and finite.
+
+    Parameters
+    ----------
+    name : str
+        The setting's name, for the message (e.g. ``"tr"``).
+    times : sequence of float
+        The times, ms.
+
+    Raises
+    ------
+    ValueError
+        When ``times`` is empty or holds a non-positive or non-finite time.
+    """
     t = torch.as_tensor(times, dtype=torch.float64).cpu()
     if t.ndim != 1 or t.numel() == 0:
         raise ValueError(f"{name} must be a non-empty sequence of times in ms; got {times!r}")
@@ -299,8 +312,21 @@ def _check_times(name: str, times: Sequence[float]) -> Tensor:
     return t
 
 
-def _check_bounds(name: str, bounds: tuple[float, float]) -> tuple[float, float]:
-    """Natural logarithms of ``(lower, upper)`` bounds in ms, with 0 < lower < upper < ∞."""
+def log_bounds(name: str, bounds: tuple[float, float]) -> tuple[float, float]:
+    """Return the natural logarithms of ``(lower, upper)`` bounds, checked 0 < lower < upper < ∞.
+
+    Parameters
+    ----------
+    name : str
+        The setting's name, for the message (e.g. ``"t1_bounds"``).
+    bounds : (float, float)
+        Lower and upper bound of a relaxation time, ms.
+
+    Raises
+    ------
+    ValueError
+        When the bounds are not ordered, positive and finite.
+    """
     lo, hi = (float(b) for b in bounds)
     if not (0.0 < lo < hi < math.inf):
         raise ValueError(f"{name} must satisfy 0 < lower < upper < inf (ms); got {bounds!r}")
@@ -391,8 +417,8 @@ def fit_qmri(
     if protocol is not None and (tr is not None or te is not None):
         raise ValueError("give either protocol or tr/te, not both")
     protocol = protocol or QMRIProtocol()
-    tr_t = _check_times("tr", protocol.tr if tr is None else tr)
-    te_t = _check_times("te", protocol.te if te is None else te)
+    tr_t = check_times("tr", protocol.tr if tr is None else tr)
+    te_t = check_times("te", protocol.te if te is None else te)
     n_sr, n_se = tr_t.numel(), te_t.numel()
     if contrasts.ndim < 1 or contrasts.shape[0] != n_sr + n_se:
         raise ValueError(
@@ -401,8 +427,8 @@ def fit_qmri(
         )
     if n_sr + n_se < 3:
         raise ValueError(f"three parameters need at least 3 contrasts; got {n_sr + n_se}")
-    u_bounds = _check_bounds("t1_bounds", t1_bounds)
-    v_bounds = _check_bounds("t2_bounds", t2_bounds)
+    u_bounds = log_bounds("t1_bounds", t1_bounds)
+    v_bounds = log_bounds("t2_bounds", t2_bounds)
     if len(grid_size) != 2 or min(grid_size) < 2:
         raise ValueError(f"grid_size must be two integers >= 2; got {grid_size!r}")
     if max_iter < 0 or not xtol > 0 or chunk_size < 1:

@@ -26,10 +26,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import nibabel as nib
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PathLike = str | os.PathLike
 
@@ -202,6 +205,24 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
 def atomic_write_json(path: PathLike, data: Any) -> None:
     """Write ``data`` as indented JSON (UTF-8, final newline) to ``path`` atomically."""
     atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+
+
+def write_csv(frame: pd.DataFrame, path: PathLike, index: bool = False) -> None:
+    """Write a table as CSV to ``path`` atomically (:func:`atomic_path`); ``index`` as for ``to_csv``."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=index)
+
+
+def read_csv(path: PathLike) -> pd.DataFrame:
+    """Read a CSV written by :func:`write_csv`, floats back to the exact values written.
+
+    pandas 3 parses floats exactly by default; pandas 2 (the newest for Python 3.10) needs the
+    ``round_trip`` parser, without which values can come back one unit in the last place off.
+    """
+    import pandas as pd
+
+    exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+    return pd.read_csv(path, **exact)
 
 
 def _write_with(path: Path, write: Callable[[BinaryIO], object]) -> None:

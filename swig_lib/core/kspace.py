@@ -61,7 +61,7 @@ def _check_sigma(sigma: float) -> None:
 def centre_mask(shape: tuple[int, int], keep: float, device: torch.device | str | None = None) -> Tensor:
     """Binary mask B of eq. 3: a centred square keeping the fraction ``keep`` of each axis.
 
-    Along an axis of N samples the kept integer frequencies are |f| ≤ ⌊keep·N/2⌋, a band symmetric
+    Along an axis of N samples the kept integer frequencies are ``|f| ≤ ⌊keep·N/2⌋``, a band symmetric
     about DC, so truncating a real image gives a real image. ``keep = 1`` keeps everything;
     ``keep = 0.5`` keeps about half of each axis, one quarter of k-space (the paper's "one quarter
     of central k-space").

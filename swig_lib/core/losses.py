@@ -1,8 +1,9 @@
 """The self-supervised SWIG loss (eq. 8-12): LR data consistency plus the guide correlation ratio.
 
 Shapes: maps ``q_hat`` are (B, 3, H, W) in the channel order PD [a.u.], T1 [ms], T2 [ms]; qMRI
-contrasts are (B, 12, H, W) in the order of :func:`swig_lib.core.physics.qmri_contrasts`; guides and
-masks are (B, H, W). Every function is differentiable in ``q_hat`` and works in float32 or float64.
+contrasts are (B, n_c, H, W) (n_c = 12 for the paper's protocol) in the order of
+:func:`swig_lib.core.physics.qmri_contrasts`; guides and masks are (B, H, W). Every function is
+differentiable in ``q_hat`` and works in float32 or float64.
 
 Φ on a crop
 -----------
@@ -21,8 +22,9 @@ import torch
 from torch import Tensor
 
 from swig_lib.core.kspace import WindowedTruncation
-from swig_lib.core.physics import qmri_contrasts, weighted_image
-from swig_lib.core.protocols import GUIDE_PROTOCOLS, QMRIProtocol
+from swig_lib.core.physics import qmri_contrasts
+from swig_lib.core.protocols import QMRIProtocol
+from swig_lib.core.sequences import PRESETS, GuideProtocol, guide_signal
 
 #: Added to Var(Ŵ) in the correlation ratio, a.u.² (Var(Ŵ) of a brain slice is ~10-1000 a.u.²).
 CORRELATION_EPS = 1e-8
@@ -69,7 +71,7 @@ def data_consistency_loss(
     q_hat : Tensor
         (B, 3, H, W) predicted HR maps: PD [a.u.], T1 [ms], T2 [ms]; zero outside the brain.
     c_l : Tensor
-        (B, 12, H, W) acquired LR contrasts (a.u.) on the same crop.
+        (B, n_c, H, W) acquired LR contrasts (a.u.) on the same crop, n_c = ``protocol.n_contrasts``.
     region : Tensor
         (B, H, W) bool or {0, 1}: the voxels compared.
     sigma : float
@@ -144,20 +146,25 @@ def guide_loss(
     q_hat: Tensor,
     guides: Mapping[str, Tensor],
     mask: Tensor,
-    protocols: Mapping[str, object] = GUIDE_PROTOCOLS,
+    protocols: Mapping[str, GuideProtocol] = PRESETS,
 ) -> Tensor:
     """Guide term L_h, eq. 11 (affine-invariant form): Σ_j mean over the batch of 1 − ρ²(W^j, Ŵ^j).
+
+    Each guide is synthesised from ``q_hat`` with its own protocol's signal model
+    (:func:`swig_lib.core.sequences.guide_signal`): any sequence of the registry, timed as the guide
+    was acquired. The default, the presets, gives the paper's guides (eq. 15-17) bit for bit.
 
     Parameters
     ----------
     q_hat : Tensor
         (B, 3, H, W) predicted maps: PD [a.u.], T1 [ms], T2 [ms].
     guides : mapping of str to Tensor
-        Acquired guides W^j, (B, H, W) each, keyed by protocol name (``"T1w"``, ``"T2w"``).
+        Acquired guides W^j, (B, H, W) each, keyed by name (``"T1w"``, ``"T2w"``, ...).
     mask : Tensor
         (B, H, W) brain mask: the voxels of the correlation.
-    protocols : mapping
-        Guide protocols by name (eq. 15-17 parameters).
+    protocols : mapping of str to GuideProtocol
+        The protocol of every guide, by name (times in ms, flip angles in degrees); default
+        :data:`swig_lib.core.sequences.PRESETS` (``"T1w"``, ``"T2w"``: the paper's).
 
     Returns
     -------
@@ -166,7 +173,7 @@ def guide_loss(
     """
     total = q_hat.new_zeros(())
     for name, w in guides.items():
-        w_hat = weighted_image(protocols[name], q_hat[:, 0], q_hat[:, 1], q_hat[:, 2])
+        w_hat = guide_signal(protocols[name], q_hat[:, 0], q_hat[:, 1], q_hat[:, 2])
         total = total + correlation_ratio_loss(w, w_hat, mask).mean()
     return total
 
@@ -182,6 +189,8 @@ def swig_loss(
     alpha: float,
     data_consistency: bool = True,
     loss_guides: Sequence[str] | None = None,
+    protocols: Mapping[str, GuideProtocol] = PRESETS,
+    qmri_protocol: QMRIProtocol = QMRIProtocol(),
 ) -> LossTerms:
     """Total loss, eq. 12: L_total = L_l + α·L_h, with both terms for logging.
 
@@ -200,14 +209,18 @@ def swig_loss(
         Whether L_l enters the total (the second "+" of Table I).
     loss_guides : sequence of str, optional
         Guides that enter L_h (default: all of ``guides``).
+    protocols : mapping of str to GuideProtocol
+        The guides' protocols (:func:`guide_loss`); default the paper's.
+    qmri_protocol : QMRIProtocol
+        TR/TE of the contrasts C_l (:func:`data_consistency_loss`); default the paper's.
 
     Returns
     -------
     LossTerms
     """
     names = list(guides) if loss_guides is None else list(loss_guides)
-    l_data = data_consistency_loss(q_hat, c_l, region, sigma, phi)
-    l_guide = guide_loss(q_hat, {name: guides[name] for name in names}, mask)
+    l_data = data_consistency_loss(q_hat, c_l, region, sigma, phi, qmri_protocol)
+    l_guide = guide_loss(q_hat, {name: guides[name] for name in names}, mask, protocols)
     total = q_hat.new_zeros(())
     if data_consistency:
         total = total + l_data

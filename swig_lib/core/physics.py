@@ -32,8 +32,16 @@ def _relaxation(t: Tensor) -> Tensor:
     return torch.clamp(t, min=MIN_RELAXATION_MS)
 
 
-def _decay(time_ms: float | Tensor, t: Tensor) -> Tensor:
-    """Return e^(−time/T) with T clamped (time and T in ms)."""
+def decay(time_ms: float | Tensor, t: Tensor) -> Tensor:
+    """Return the relaxation factor e^(−time/T), T clamped at :data:`MIN_RELAXATION_MS`.
+
+    Parameters
+    ----------
+    time_ms : float or Tensor
+        Elapsed time, ms.
+    t : Tensor
+        Relaxation time T1 or T2, ms.
+    """
     return torch.exp(-time_ms / _relaxation(t))
 
 
@@ -54,7 +62,7 @@ def saturation_recovery(pd: Tensor, t1: Tensor, tr: float | Tensor) -> Tensor:
     Tensor
         Signal in the units of ``pd``.
     """
-    return pd * (1.0 - _decay(tr, t1))
+    return pd * (1.0 - decay(tr, t1))
 
 
 def spin_echo(pd: Tensor, t2: Tensor, te: float | Tensor) -> Tensor:
@@ -69,7 +77,7 @@ def spin_echo(pd: Tensor, t2: Tensor, te: float | Tensor) -> Tensor:
     te : float or Tensor
         Echo time, ms.
     """
-    return pd * _decay(te, t2)
+    return pd * decay(te, t2)
 
 
 def spgr_steady_state(pd: Tensor, t1: Tensor, t2: Tensor, tr: float, te: float, flip: float) -> Tensor:
@@ -88,9 +96,9 @@ def spgr_steady_state(pd: Tensor, t1: Tensor, t2: Tensor, tr: float, te: float, 
     flip : float
         Flip angle α, degrees.
     """
-    e1 = _decay(tr, t1)
+    e1 = decay(tr, t1)
     cos_a = math.cos(math.radians(flip))
-    return pd * (1.0 - e1) / (1.0 - cos_a * e1) * _decay(te, t2)
+    return pd * (1.0 - e1) / (1.0 - cos_a * e1) * decay(te, t2)
 
 
 def ir_spgr(
@@ -123,8 +131,8 @@ def ir_spgr(
         Readout flip angle, degrees (default 12°).
     """
     mz_eq = spgr_steady_state(pd, t1, t2, tr, te, flip)
-    before_inversion = mz_eq * _decay(td, t1) + saturation_recovery(pd, t1, td)
-    return -before_inversion * _decay(tp, t1) + saturation_recovery(pd, t1, tp)
+    before_inversion = mz_eq * decay(td, t1) + saturation_recovery(pd, t1, td)
+    return -before_inversion * decay(tp, t1) + saturation_recovery(pd, t1, tp)
 
 
 def se_guide(
@@ -151,8 +159,8 @@ def se_guide(
         Refocusing angle α, degrees (default 160°).
     """
     beta = math.radians(180.0 - flip)
-    e = _decay(tr - te, t1)
-    return pd * math.sin(beta) * (1.0 - e) / (1.0 - math.cos(beta) * e) * _decay(te, t2)
+    e = decay(tr - te, t1)
+    return pd * math.sin(beta) * (1.0 - e) / (1.0 - math.cos(beta) * e) * decay(te, t2)
 
 
 def flair(
@@ -175,10 +183,10 @@ def flair(
     ti, tr, te : float
         Inversion, repetition and echo time, ms.
     magnitude : bool
-        Return |signal|, as a scanner's magnitude image does (tissue with T1 above the nulled
+        Return ``|signal|``, as a scanner's magnitude image does (tissue with T1 above the nulled
         T1 comes out bright instead of negative). Default: the signed eq. 18.
     """
-    signal = pd * (1.0 - 2.0 * _decay(ti, t1) + _decay(tr, t1)) * _decay(te, t2)
+    signal = pd * (1.0 - 2.0 * decay(ti, t1) + decay(tr, t1)) * decay(te, t2)
     return signal.abs() if magnitude else signal
 
 

@@ -244,7 +244,7 @@ def ramp_dcf(
     """Analytic ramp (radial Voronoi) density compensation of a set of diametral spokes.
 
     All spokes are assumed to share the half-turn equally (true on average for golden-angle
-    spokes): a sample at radius |k| gets the area |k| dk (pi / n_spokes), the k = 0 sample of each
+    spokes): a sample at radius ``|k|`` gets the area ``|k| dk (pi / n_spokes)``, the k = 0 sample of each
     spoke pi (dk/2)^2 / n_spokes, both divided by (2 pi)^2, the inverse-Fourier measure.
 
     Parameters
@@ -357,7 +357,7 @@ def calibrate_dcf(
 def radial_window(
     kx: np.ndarray, ky: np.ndarray, kmax_fraction: float, taper: float
 ) -> np.ndarray:
-    """Tukey (tapered cosine) apodisation of k-space, a function of |k| only.
+    """Tukey (tapered cosine) apodisation of k-space, a function of ``|k|`` only.
 
     ``1`` for ``|k| <= (1 - taper) kmax``, then a half cosine down to ``0`` at ``kmax``; ``taper``
     = 0 is no apodisation, 1 a Hann window. Reduces Gibbs ringing at the cost of resolution.

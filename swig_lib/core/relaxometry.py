@@ -15,7 +15,7 @@ loop over voxels), in float64:
 their polarity restoration (RD-NLS-PR). It is exact for an inversion of any efficiency (b/a) and
 for incomplete recovery at a fixed TR: with a readout that leaves M_z = 0, a = M0·(1 + e^(−(TR −
 T_ro)/T1)) does not depend on TI (:func:`swig_lib.core.sequences.inversion_recovery`); the
-2-parameter |a·(1 − 2e^(−TI/T1))| model assumes both perfect and would bias T1 when TR is not
+2-parameter ``|a·(1 − 2e^(−TI/T1))|`` model assumes both perfect and would bias T1 when TR is not
 ≫ T1. The signed model ``a − b·e^(−TI/T1)`` is monotonic in TI, so over sorted TIs its sign is
 negative up to the null and positive after: the magnitude fit is the best of the N + 1 signed
 fits in which the first k samples (k = 0..N) are negated, each linear in (a, b).
@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from swig_lib.core.fitter import _check_bounds, _check_times, _safe_div
+from swig_lib.core.fitter import check_times, log_bounds, safe_div
 
 #: Default bounds of T1 for inversion recovery, ms: below the shortest phantom T1 (about 20 ms at
 #: 3 T) and above that of water at body temperature (about 4.5 s).
@@ -81,7 +81,7 @@ def _prepare(
     if not isinstance(signal, Tensor) or not signal.is_floating_point():
         kind = signal.dtype if isinstance(signal, Tensor) else type(signal).__name__
         raise TypeError(f"signal must be a real floating torch tensor; got {kind}")
-    t = _check_times(name, times)
+    t = check_times(name, times)
     if t.numel() < min_samples:
         raise ValueError(f"{name} must hold at least {min_samples} times; got {t.numel()}")
     if signal.ndim < 1 or signal.shape[0] != t.numel():
@@ -125,8 +125,8 @@ def _ir_linear(s: Tensor, e: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     n = s.shape[-1]
     se, ee, ss, e1 = (s * e).sum(-1), (e * e).sum(-1), s.sum(-1), e.sum(-1)
     det = n * ee - e1 * e1
-    a = torch.where(det > 0, _safe_div(ee * ss - e1 * se, det), ss / n)
-    c = _safe_div(n * se - e1 * ss, det)  # c = −b
+    a = torch.where(det > 0, safe_div(ee * ss - e1 * se, det), ss / n)
+    c = safe_div(n * se - e1 * ss, det)  # c = −b
     residual = s - a.unsqueeze(-1) - c.unsqueeze(-1) * e
     return a, -c, (residual * residual).sum(-1)
 
@@ -147,7 +147,7 @@ def _fit_ir_chunk(
     p1 = signed.sum(-1, keepdim=True)  # (n, K, 1)
     p2 = signed @ e_grid  # (n, K, G)
     quad = (n_ti * p2 - 2.0 * sum_e * p1).mul_(p2).add_(sum_ee * p1 * p1)  # pᵀ·adj(G)·p
-    best = quad.mul_(_safe_div(torch.ones_like(det), det)).argmax(-1)  # (n, K): the grid T1 of each split
+    best = quad.mul_(safe_div(torch.ones_like(det), det)).argmax(-1)  # (n, K): the grid T1 of each split
     lo, hi = _bracket(u_grid, best)
     rows = signed.reshape(-1, n_ti)
 
@@ -214,7 +214,7 @@ def fit_inversion_recovery(
         mask are NaN or Inf, or an option is out of range.
     """
     ti_t, flat, inside = _prepare(signal, ti, "ti", mask, min_samples=3)
-    u_lo, u_hi = _check_bounds("t1_bounds", t1_bounds)
+    u_lo, u_hi = log_bounds("t1_bounds", t1_bounds)
     _check_options(grid_size, iterations, chunk_size)
     _check_finite(flat, inside)
     order = torch.argsort(ti_t)
@@ -237,7 +237,7 @@ def fit_inversion_recovery(
 
 def _mono_exp(s: Tensor, w: Tensor, e: Tensor) -> tuple[Tensor, Tensor]:
     """Least-squares PD ≥ 0 of ``s ≈ PD·e`` over samples with weight ``w`` (0 or 1); (PD, residual)."""
-    pd = _safe_div((w * s * e).sum(-1).clamp(min=0.0), (w * e * e).sum(-1))
+    pd = safe_div((w * s * e).sum(-1).clamp(min=0.0), (w * e * e).sum(-1))
     residual = w * (s - pd.unsqueeze(-1) * e)
     return pd, (residual * residual).sum(-1)
 
@@ -247,7 +247,7 @@ def _fit_mese_chunk(s: Tensor, w: Tensor, te: Tensor, u_grid: Tensor, iterations
     e_grid = torch.exp(-te[:, None] * torch.exp(-u_grid)[None, :])  # (N, G)
     p = (w * s) @ e_grid
     q = w @ (e_grid * e_grid)
-    best = _safe_div(p.clamp(min=0.0).square(), q).argmax(-1)
+    best = safe_div(p.clamp(min=0.0).square(), q).argmax(-1)
     lo, hi = _bracket(u_grid, best)
 
     def objective(u: Tensor) -> Tensor:
@@ -311,7 +311,7 @@ def fit_multi_echo_t2(
         mask are NaN or Inf, or an option is out of range.
     """
     te_t, flat, inside = _prepare(signal, te, "te", mask, min_samples=2)
-    u_lo, u_hi = _check_bounds("t2_bounds", t2_bounds)
+    u_lo, u_hi = log_bounds("t2_bounds", t2_bounds)
     _check_options(grid_size, iterations, chunk_size)
     _check_finite(flat, inside)
     te_t = te_t.to(torch.float64)

@@ -18,7 +18,7 @@ name       signal (PD = 1, E1 = e^(−TR/T1), E2 = e^(−TE/T2))          protoc
 =========  =========================================================  =====================
 IR-SPGR    eq. 15-16 (the paper's T1w guide)                           tr, te, ti, flip, td
 SE-alpha   eq. 17, spin echo with refocusing angle α (paper's T2w)     tr, te, flip
-IR         |1 − 2e^(−TI/T1) + E1|·E2, magnitude IR-SE / IR-TSE         tr, te, ti
+IR         ``|1 − 2e^(−TI/T1) + E1|·E2``, magnitude IR-SE / IR-TSE     tr, te, ti
 SPGR       sin α·(1 − E1)/(1 − cos α·E1)·E2 (Ernst)                    tr, te, flip
 SE         (1 − E1)·E2, spin echo with TR recovery                     tr, te
 FLAIR      (1 − 2e^(−TI/T1) + E1)·E2, eq. 18 (signed)                  tr, te, ti
@@ -42,7 +42,7 @@ from typing import Any
 from torch import Tensor
 
 from swig_lib.core import physics
-from swig_lib.core.physics import _decay
+from swig_lib.core.physics import decay
 from swig_lib.core.protocols import GUIDE_PROTOCOLS, FlairProtocol
 
 #: Longest plausible repetition or inversion time, ms (a sidecar value above 30 is ms, not s).
@@ -200,7 +200,7 @@ def spin_echo_recovery(pd: Tensor, t1: Tensor, t2: Tensor, tr: float, te: float)
 
 
 def inversion_recovery(pd: Tensor, t1: Tensor, t2: Tensor, tr: float, te: float, ti: float) -> Tensor:
-    """Magnitude inversion recovery (IR-SE, IR-TSE): |PD·(1 − 2e^(−TI/T1) + e^(−TR/T1))|·e^(−TE/T2).
+    """Magnitude inversion recovery (IR-SE, IR-TSE): ``|PD·(1 − 2e^(−TI/T1) + e^(−TR/T1))|·e^(−TE/T2)``.
 
     The magnitude of eq. 18 (:func:`swig_lib.core.physics.flair` with ``magnitude=True``), the
     image a scanner reconstructs (Bydder & Young, J. Comput. Assist. Tomogr. 9:659, 1985;
@@ -270,10 +270,10 @@ def mprage(
     t_a = ti - centre_pulse * tr
     t_d = tr_prep - t_a - readout_pulses * tr
     cos_a = math.cos(math.radians(flip))
-    a = cos_a * _decay(tr, t1)
+    a = cos_a * decay(tr, t1)
     a_n = a**readout_pulses
     m_ss = physics.spgr_steady_state(pd, t1, t2, tr, 0.0, flip)
-    e_a, d = _decay(t_a, t1), _decay(t_d, t1)
+    e_a, d = decay(t_a, t1), decay(t_d, t1)
     m_a = (d * m_ss * (1.0 - a_n) + d * a_n * physics.saturation_recovery(pd, t1, t_a)
            + physics.saturation_recovery(pd, t1, t_d)) / (1.0 + d * a_n * e_a)
     m_0 = -m_a * e_a + physics.saturation_recovery(pd, t1, t_a)

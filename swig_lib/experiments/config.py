@@ -7,11 +7,14 @@ per profile, the settings in which it differs; :func:`load_profile` merges the t
 result once into a frozen :class:`Profile`.
 
 The sections no other module owns are typed here (:class:`TrainSettings`, :class:`ModelSettings`,
-:class:`EvalSettings`, :class:`BenchSettings`). ``data`` and ``crosssequence`` are kept as
-read-only :class:`Table` s: their typed readers are
-:class:`swig_lib.experiments.subjects.dataset.DataSettings` and
-:class:`swig_lib.experiments.crossseq.settings.CrossSequenceSettings`, which sit above this module
-(they import :func:`check_known_fields` from it).
+:class:`EvalSettings`, :class:`BenchSettings`). ``data``, ``crosssequence``, ``arms``,
+``limits`` and ``phantom`` are kept as read-only :class:`Table` s: their typed readers are
+:class:`swig_lib.experiments.subjects.dataset.DataSettings`,
+:class:`swig_lib.experiments.crossseq.settings.CrossSequenceSettings`,
+:class:`swig_lib.experiments.arms.chapter.ArmsSettings`,
+:class:`swig_lib.experiments.limits.settings.LimitsSettings` and
+:class:`swig_lib.experiments.phantom.chapter.PhantomSettings`, which sit above this module (they
+import from it).
 
 Every section, and the profile itself, also reads as the plain mapping of its TOML table
 (``profile["train"]["epochs"]``, ``dict(profile)``): each look-up returns a fresh plain value
@@ -282,7 +285,7 @@ SECTIONS: dict[str, type[Section]] = {
     "train": TrainSettings, "model": ModelSettings, "eval": EvalSettings, "bench": BenchSettings,
 }
 #: The sections kept as :class:`Table` s (typed by the modules that own them).
-TABLES = ("data", "crosssequence")
+TABLES = ("data", "crosssequence", "arms", "limits", "phantom")
 
 
 @dataclass(frozen=True, eq=False)
@@ -292,14 +295,20 @@ class Profile(Section):
     Attributes
     ----------
     seed : int
-        The training seed: network initialisation and slice shuffling (the dataset has its own,
-        ``data["seed"]``).
+        The training seed: network initialisation and slice shuffling, the cross-sequence
+        simulation and the fitter benchmark (the dataset has its own, ``data["seed"]``).
     train, model, eval, bench : Section
         The typed sections.
     data : Table
         Read by :class:`swig_lib.experiments.subjects.dataset.DataSettings`.
     crosssequence : Table
         Read by :class:`swig_lib.experiments.crossseq.settings.CrossSequenceSettings`.
+    arms : Table
+        Read by :class:`swig_lib.experiments.arms.chapter.ArmsSettings`.
+    limits : Table
+        Read by :class:`swig_lib.experiments.limits.settings.LimitsSettings`.
+    phantom : Table
+        Read by :class:`swig_lib.experiments.phantom.chapter.PhantomSettings`.
     name : str
         ``"smoke"``, ``"quick"`` or ``"paper"``.
     """
@@ -311,6 +320,9 @@ class Profile(Section):
     data: Table
     crosssequence: Table
     bench: BenchSettings
+    arms: Table
+    limits: Table
+    phantom: Table
     name: str
 
     @classmethod

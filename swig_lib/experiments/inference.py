@@ -18,7 +18,9 @@ and every voxel outside the mask are 0.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,6 @@ from swig_lib.core.io import (
     UserError,
     atomic_paths,
     check_plausible,
-    load_guides,
     load_qmri_maps,
     new_folder,
     nifti_image,
@@ -42,7 +43,12 @@ from swig_lib.core.io import (
     writable_folder_problem,
 )
 from swig_lib.core.models import MAP_NAMES, SwigResNet, zscore_guide
+from swig_lib.experiments.owndata.adapt import AdaptSettings, Recipe, adapt, subject_data
+from swig_lib.experiments.owndata.folder import load_contrasts, load_named_guides, synthesised_contrasts
+from swig_lib.experiments.owndata.protocols import DEFAULT_TOLERANCE, ProtocolTolerance, check_guides
+from swig_lib.experiments.subjects.dataset import Acquired
 from swig_lib.experiments.training.checkpoints import (
+    Acquisition,
     load_checkpoint,
     model_from_checkpoint,
 )
@@ -209,6 +215,11 @@ def check_output_folder(out: str | Path, inputs: Mapping[str, str | Path], overw
                                 f"the set {', '.join(p.name for p in output_paths(out))}, or choose another --out")
 
 
+def guide_option(name: str) -> str:
+    """The ``swig apply`` option that gives guide ``name``: ``--t1w``, ``--t2w`` or ``--guide NAME FILE``."""
+    return f"--{name.lower()}" if name in ("T1w", "T2w") else f"--guide {name} FILE"
+
+
 def apply_files(
     model_path: str | Path,
     pd: str | Path,
@@ -221,25 +232,38 @@ def apply_files(
     batch_size: int = 8,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
+    *,
+    guides: Mapping[str, str | Path] | None = None,
+    contrasts: str | Path | None = None,
+    tolerance: ProtocolTolerance = DEFAULT_TOLERANCE,
+    accept_protocol_mismatch: bool = False,
+    adaptation: AdaptSettings | None = None,
+    progress: bool = False,
 ) -> dict[str, Path]:
     """Super-resolve a user's NIfTI maps with a trained model; write PD/T1/T2 maps and a sidecar to ``out``.
 
-    Inputs are validated by :func:`swig_lib.core.io.load_qmri_maps` and :func:`swig_lib.core.io.load_guides`
-    (one voxel grid, finite inside the mask, T1/T2 in ms, ...). The outputs have the PD input's
-    affine, shape, orientation, qform/sform codes and ``descrip``. Nothing is written unless every
-    check passed and the outputs lie in :data:`swig_lib.core.io.MAP_RANGES`; then the set
-    (:func:`output_paths`) is written all or nothing.
+    Inputs are validated by :func:`swig_lib.core.io.load_qmri_maps` and
+    :func:`swig_lib.experiments.owndata.folder.load_named_guides` (one voxel grid, finite inside the mask,
+    T1/T2 in ms, ...). A guide with a BIDS sidecar (``t1w.json`` next to ``t1w.nii.gz``) is checked
+    against the protocol the model was trained with (:func:`swig_lib.experiments.owndata.protocols.check_guides`):
+    beyond ``tolerance`` it is refused, unless ``accept_protocol_mismatch`` (then a warning).
+    With ``adaptation``, the model is first fine-tuned on this subject, or a fresh one trained on
+    it, with the self-supervised loss (:func:`swig_lib.experiments.owndata.adapt.adapt`). The outputs have
+    the PD input's affine, shape, orientation, qform/sform codes and ``descrip``. Nothing is written
+    unless every check passed and the outputs lie in :data:`swig_lib.core.io.MAP_RANGES`; then the
+    set (:func:`output_paths`) is written all or nothing, its sidecar recording the guides'
+    protocols and checks and the adaptation.
 
     Parameters
     ----------
     model_path : path
-        A checkpoint from ``swig train`` (it records which guides the model needs).
+        A checkpoint from ``swig train`` (it records which guides the model needs, and their protocols).
     pd, t1, t2 : path
         LR maps: PD (a.u.), T1 and T2 (ms).
     out : path
         Output folder (created); files :data:`OUTPUT_FILES` and :data:`SIDECAR_FILE`.
     t1w, t2w : path, optional
-        Guides; those the model needs are required.
+        The guides named ``"T1w"`` and ``"T2w"``; those the model needs are required.
     mask : path, optional
         Brain mask (default: where PD, T1 and T2 are finite and > 0).
     batch_size : int
@@ -248,6 +272,19 @@ def apply_files(
         Where the model runs.
     overwrite : bool
         Replace the files of an earlier set in ``out``.
+    guides : mapping of str to path, optional
+        Guides of other names (a model trained on own data with, e.g., a ``"FLAIR"`` guide).
+    contrasts : path, optional
+        4-D LR contrasts in the order of the model's LR qMRI protocol, for the data term of the
+        adaptation (default: synthesised from the maps); only with ``adaptation``.
+    tolerance : ProtocolTolerance
+        How far a guide's sidecar protocol may lie from the model's.
+    accept_protocol_mismatch : bool
+        Use guides beyond the tolerance anyway.
+    adaptation : AdaptSettings, optional
+        Fine-tune (or train from scratch) on this subject before predicting.
+    progress : bool
+        Show a progress bar over the adaptation steps.
 
     Returns
     -------
@@ -258,15 +295,18 @@ def apply_files(
     ------
     swig_lib.core.io.UserError
         For an unusable output folder (:func:`check_output_folder`), model (missing, damaged, not
-        a SWIG model, a guide it needs not given) or input, or implausible outputs; nothing is
-        written then.
+        a SWIG model, a guide it needs not given), input, guide protocol (mismatch, sidecar
+        without a field its sequence needs), or implausible outputs; nothing is written then.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if contrasts is not None and adaptation is None:
+        raise ValueError("contrasts are read only by an adaptation")
     device = torch.device(device)
-    given = {"T1w": t1w, "T2w": t2w}
-    files = {"--pd": pd, "--t1": t1, "--t2": t2, "--mask": mask, "--t1w": t1w, "--t2w": t2w,
-             "--model": model_path}
+    given = {"T1w": t1w, "T2w": t2w, **dict(guides or {})}
+    option = {name: guide_option(name).removesuffix(" FILE") for name in given}
+    files = {"--pd": pd, "--t1": t1, "--t2": t2, "--mask": mask, **{option[g]: p for g, p in given.items()},
+             "--contrasts": contrasts, "--model": model_path}
     check_output_folder(out, {k: v for k, v in files.items() if v is not None}, overwrite)
     payload = load_checkpoint(model_path)
     model = model_from_checkpoint(payload, device, source=model_path)
@@ -276,42 +316,72 @@ def apply_files(
             "Acq5^R reconstruction CNN, which corrects radial Acq5 maps only); pass a SWIG checkpoint "
             "from `swig train`, e.g. checkpoints/M12++.pt"
         )
-    missing = [g for g in model.guides if given[g] is None]
+    missing = [g for g in model.guides if given.get(g) is None]
     if missing:
-        flags = " ".join(f"--{g.lower()}" for g in missing)
+        flags = " ".join(guide_option(g) for g in missing)
         raise DataValidationError(
             f"model {model_path}: trained with guide(s) {model.guides}; pass {flags}"
         )
+    images = {g: given[g] for g in model.guides}
+    checks = check_guides(images, Acquisition.of_checkpoint(payload, model_path).guide_protocols, model_path,
+                          tolerance, accept_protocol_mismatch)
+    for name, check in checks.items():
+        if check.status.startswith("mismatch"):
+            warnings.warn(f"{check.sidecar}: {check.status}; the network sees a {name} contrast it was not "
+                          "trained on", UserWarning, stacklevel=2)
+    recipe = Recipe.of_checkpoint(payload, str(model_path)) if adaptation is not None else None
     maps = load_qmri_maps(pd, t1, t2, mask)
-    guides = load_guides(
-        **{g.lower(): given[g] for g in model.guides},
-        reference_affine=maps.affine,
-        reference_shape=maps.mask.shape,
-        mask=maps.mask,
-    )
-    pred = predict_volume(model, maps.maps, guides, maps.mask, batch_size, device=device)
+    guide_images = load_named_guides(images, maps)
+    adapted = None
+    if recipe is not None and adaptation is not None:
+        protocol = recipe.acquisition.qmri_protocol
+        q_l = maps.maps * maps.mask
+        c_l = (synthesised_contrasts(q_l, protocol) if contrasts is None else
+               load_contrasts(contrasts, (maps.mask.shape, maps.affine), protocol, maps.mask, f"PD map {pd}"))
+        dilation = 0 if contrasts is None else recipe.dc_dilation
+        data = subject_data(Acquired("subject", q_l, guide_images, maps.mask, maps.affine, lambda: c_l),
+                            {g: checks[g].protocol for g in model.guides}, recipe.acquisition,
+                            None if adaptation.from_scratch else model.spec["q_scale"], model.receptive_radius,
+                            dilation)
+        done = adapt(model, recipe, data, adaptation, device, progress)
+        model = done.model
+        before, after = (done.record[key]["loss_total"] for key in ("loss_before", "loss_after"))
+        if after > before:
+            warnings.warn(f"{adaptation.mode} ({adaptation.steps} steps) raised this subject's self-supervised loss "
+                          f"from {before:.4g} to {after:.4g}; give more steps (50 or more)", UserWarning, stacklevel=2)
+        adapted = {**done.record, "dc_dilation": dilation, "data_term": (
+            "contrasts synthesised from the LR maps, on the brain mask" if contrasts is None
+            else f"LR contrasts {contrasts}")}
+    pred = predict_volume(model, maps.maps, guide_images, maps.mask, batch_size, device=device)
     check_plausible(pred, maps.mask, f"model {model_path}")
     source = nib.load(pd)
-    images = [
+    images_out = [
         nifti_image(to_input_orientation(volume, maps.affine, source.affine), source.affine,
                     like=source.header)
         for volume in pred
     ]
-    used = ["--pd", "--t1", "--t2", "--mask", *(f"--{g.lower()}" for g in model.guides)]
+    used = {"pd": pd, "t1": t1, "t2": t2, "mask": mask, **{g.lower(): given[g] for g in model.guides},
+            "contrasts": contrasts}
     provenance: dict[str, Any] = {
         "swig_lib": __version__,
         "torch": torch.__version__,
         "model": {"path": str(model_path), "sha256": sha256(model_path),
                   "weights_sha256": payload["weights_sha256"], "guides": model.guides,
                   "use_ql": model.use_ql},
-        "inputs": {option.lstrip("-"): {"path": str(files[option]), "sha256": sha256(files[option])}
-                   for option in used if files[option] is not None},
+        "inputs": {key: {"path": str(path), "sha256": sha256(path)} for key, path in used.items() if path is not None},
         "settings": {"batch_size": batch_size, "device": str(device),
                      "mask": "given" if mask is not None else "derived: PD, T1, T2 finite and > 0"},
+        "guide_protocols": {
+            name: {"protocol": asdict(check.protocol), "check": check.status,
+                   "sidecar": None if check.sidecar is None else {"path": str(check.sidecar),
+                                                                   "sha256": sha256(check.sidecar)}}
+            for name, check in checks.items()},
+        "protocol_tolerance": {"time_relative": tolerance.time, "flip_degrees": tolerance.flip},
+        "adaptation": adapted,
     }
     paths = output_paths(out)
     with new_folder(out), atomic_paths(paths) as temporaries:
-        for image, tmp in zip(images, temporaries):
+        for image, tmp in zip(images_out, temporaries):
             nib.save(image, tmp)
         provenance["outputs"] = {name: {"file": path.name, "sha256": sha256(tmp)}
                                  for name, path, tmp in zip(MAP_NAMES, paths, temporaries)}

@@ -30,16 +30,15 @@ import pandas as pd
 import torch
 from pandas.io.formats.style import Styler
 
-from swig_lib.core.io import PathLike, atomic_write_bytes
-from swig_lib.experiments.evaluation.evaluate import write_csv
+from swig_lib.core.io import PathLike, atomic_write_bytes, write_csv
+from swig_lib.experiments.config import Profile
+from swig_lib.experiments.results import Glue
 from swig_lib.experiments.subjects.anatomy import mni152_template
 from swig_lib.experiments.subjects.dataset import load_dataset
 
 #: The benchmark scripts that :func:`run_performance` runs, file names without ``.py``.
 SCRIPTS: tuple[str, ...] = ("bench_fitter", "data_baseline", "bench_training", "bench_crosssequence")
 
-#: A glued value: the value and its format specification (None: glued as is).
-Glue = dict[str, tuple[Any, str | None]]
 
 
 @dataclass(frozen=True)
@@ -392,19 +391,18 @@ def style_summary(summary: pd.DataFrame) -> Styler:
     return summary.style.format(lambda v: f"{v:,.0f}" if v >= 100 else f"{v:.3g}", subset=numeric, na_rep="")
 
 
-def _recorded_build(settings: Mapping[str, Any], data_dir: PathLike) -> str:
+def _recorded_build(settings: Profile, data_dir: PathLike) -> str:
     """Describe the last complete build of the profile's dataset from its manifest."""
     try:
-        recorded = load_dataset(dict(settings), root=data_dir, build=False).manifest["build"]
+        recorded = load_dataset(settings, root=data_dir, build=False).manifest["build"]
     except FileNotFoundError as reason:
         return f"no usable dataset ({reason})"
-    return f"{recorded['seconds']:.0f} s for {settings['data']['n_subjects']} subjects"
+    return f"{recorded['seconds']:.0f} s for {settings.data['n_subjects']} subjects"
 
 
 def run_performance(
-    settings: Mapping[str, Any],
+    settings: Profile,
     device: torch.device,
-    seed: int = 0,
     data_dir: PathLike = "data",
     results_dir: PathLike = "results",
     device_label: str | None = None,
@@ -414,12 +412,11 @@ def run_performance(
 
     Parameters
     ----------
-    settings : mapping
-        A loaded profile (:func:`~swig_lib.experiments.config.load_profile`).
+    settings : Profile
+        A loaded profile (:func:`~swig_lib.experiments.config.load_profile`); its ``seed`` seeds
+        torch's global generator first, and the fitter's random voxels.
     device : torch.device
         The device of the run; CUDA rows are added whenever CUDA is available.
-    seed : int
-        Seeds torch's global generator first, and the fitter's random voxels.
     data_dir, results_dir : path
         Data root (for the dataset's recorded build) and results root.
     device_label : str, optional
@@ -432,7 +429,7 @@ def run_performance(
     PerformanceResults
     """
     modules = load_scripts(scripts)
-    bench = settings["bench"]
+    bench, seed = settings.bench, settings.seed
     default_threads = torch.get_num_threads()
     torch.manual_seed(seed)
     load_before = os.getloadavg()[0]
@@ -440,50 +437,50 @@ def run_performance(
 
     bench_fitter = modules["bench_fitter"]
     fitter_rows = []
-    for threads in bench["threads"]:
-        (row,) = bench_fitter.run(voxels=bench["fitter_voxels"], sigmas=(0.0,), dtype="float64", device="cpu",
-                                  repeats=bench["fitter_repeats"], threads=threads, seed=seed)
+    for threads in bench.threads:
+        (row,) = bench_fitter.run(voxels=bench.fitter_voxels, sigmas=(0.0,), dtype="float64", device="cpu",
+                                  repeats=bench.fitter_repeats, threads=threads, seed=seed)
         fitter_rows.append(row)
     if torch.cuda.is_available():
-        fitter_rows += bench_fitter.run(voxels=bench["fitter_voxels"], sigmas=(0.0,), device="cuda",
-                                        repeats=bench["fitter_repeats"], seed=seed)
+        fitter_rows += bench_fitter.run(voxels=bench.fitter_voxels, sigmas=(0.0,), device="cuda",
+                                        repeats=bench.fitter_repeats, seed=seed)
 
     # time the template loading too, as `swig data` does
     mni152_template.cache_clear()
-    build = modules["data_baseline"].time_build(str(settings["name"]), bench["build_subjects"])
+    build = modules["data_baseline"].time_build(settings.name, bench.build_subjects)
     recorded_build = _recorded_build(settings, data_dir)
 
     bench_training = modules["bench_training"]
-    grid = tuple(mni152_template(int(settings["data"]["margin"])).shape[:2])
-    crop = tuple(bench["train_crop"])
+    grid = tuple(mni152_template(int(settings.data["margin"])).shape[:2])
+    crop = bench.train_crop
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     training_rows = []
     for dev in devices:
-        for threads in bench["threads"] if dev.type == "cpu" else [None]:
+        for threads in bench.threads if dev.type == "cpu" else [None]:
             if threads is not None:
                 torch.set_num_threads(threads)
-            slices_per_s = bench_training.bench_training(settings, crop, grid, dev, bench["train_steps"])
-            seconds = bench_training.bench_inference(settings, crop, grid, bench["infer_slices"], dev)
+            slices_per_s = bench_training.bench_training(settings, crop, grid, dev, bench.train_steps)
+            seconds = bench_training.bench_inference(settings, crop, grid, bench.infer_slices, dev)
             training_rows.append({
                 "device": str(dev),
                 "threads": threads,
                 "crop": f"{crop[0]} × {crop[1]}",
-                "batch": settings["train"]["batch_size"],
-                "width": settings["model"]["width"],
+                "batch": settings.train.batch_size,
+                "width": settings.model.width,
                 "training slices/s": round(slices_per_s, 2),
-                "volume": f"{grid[0]} × {grid[1]} × {bench['infer_slices']}",
+                "volume": f"{grid[0]} × {grid[1]} × {bench.infer_slices}",
                 "inference s/volume": round(seconds, 2),
             })
     torch.set_num_threads(default_threads)
 
-    cross = modules["bench_crosssequence"].run(tuple(bench["crosssequence_shape"]), bench["crosssequence_slices"],
-                                               bench["crosssequence_repeats"])
+    cross = modules["bench_crosssequence"].run(bench.crosssequence_shape, bench.crosssequence_slices,
+                                               bench.crosssequence_repeats)
     results = PerformanceResults(
-        machine=machine, load_before=load_before, load_after=os.getloadavg()[0], bench=bench,
+        machine=machine, load_before=load_before, load_after=os.getloadavg()[0], bench=bench.to_dict(),
         fitter_rows=fitter_rows, build=build, recorded_build=recorded_build, training_rows=training_rows,
-        grid=grid, crop=crop, cross=cross, out_dir=Path(results_dir) / str(settings["name"]) / "benchmarks",
+        grid=grid, crop=crop, cross=cross, out_dir=Path(results_dir) / settings.name / "benchmarks",
     )
-    record = results.record(str(settings["name"]))
+    record = results.record(settings.name)
     atomic_write_bytes(results.out_dir / "performance.json",
                        (json.dumps(record, indent=1, default=str) + "\n").encode("utf-8"))
     write_csv(results.summary(), results.out_dir / "performance_summary.csv", index=True)

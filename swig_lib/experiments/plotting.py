@@ -3,7 +3,11 @@
 Display conventions, shared by every figure:
 
 * Fixed display windows per parametric map (:data:`MAP_WINDOWS`, units in :data:`MAP_UNITS`), so
-  that grey levels mean the same quantity in every panel and every figure; never auto-scaled.
+  that a colour means the same quantity in every panel and every figure; never auto-scaled.
+* One colour map per parametric map (:data:`MAP_CMAPS`): Lipari for T1 and Navia for T2, as the
+  ISMRM consensus on colour maps for relaxometry recommends (Fuderer et al., Magn. Reson. Med.
+  93(2):490-506, 2025, doi:10.1002/mrm.30290; the maps of F. Crameri's ``cmcrameri`` package),
+  greyscale for PD. Weighted images stay grey; signed differences use a diverging map.
 * Axial slices are stored in NIfTI order ``(X, Y)`` and drawn through :func:`orient_axial`:
   anterior up, neurological convention (subject's right on the viewer's right) for arrays in
   RAS+ voxel order (e.g. after :func:`nibabel.as_closest_canonical`), as nilearn draws them.
@@ -17,10 +21,12 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from cmcrameri import cm as crameri
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
+from swig_lib.core.io import read_csv
 from swig_lib.core.metrics import to_numpy
 from swig_lib.experiments.evaluation.ranking import BASELINE, mean_ci
 
@@ -38,6 +44,20 @@ T2 (ms; WM ~80, GM ~100, CSF ~2000): 0-200 resolves WM/GM; CSF saturates (white)
 
 MAP_UNITS: dict[str, str] = {"PD": "a.u.", "T1": "ms", "T2": "ms"}
 """Units of the parametric maps (PD in arbitrary units, relaxation times in ms)."""
+
+FIGURE_WIDTH = 9.5
+"""Widest figure [in] of the book. The page shows figures about 780 px wide (1400 px window) and
+the notebooks render 100 px per inch, so a figure this wide appears at about 80 % of its size:
+10-point text about 11 px high.
+"""
+
+MAP_CMAPS: dict[str, str] = {"PD": "gray", "T1": f"cmc.{crameri.lipari.name}", "T2": f"cmc.{crameri.navia.name}"}
+"""Matplotlib colour map of each parametric map: greyscale PD, Lipari T1, Navia T2.
+
+The names ``cmc.lipari`` and ``cmc.navia`` are registered with matplotlib by :mod:`cmcrameri.cm`
+(imported here). The maps are applied linearly on the fixed windows of :data:`MAP_WINDOWS`; the
+consensus' optional log-like remapping of the colour table is not used.
+"""
 
 BASELINE_COLOR = "tab:red"
 """Colour of the low-resolution baseline ``Q_l`` in Fig. 3."""
@@ -90,8 +110,9 @@ def show_map_grid(
     windows: Mapping[str, tuple[float, float]] = MAP_WINDOWS,
     units: Mapping[str, str] = MAP_UNITS,
     captions: Sequence[Sequence[str]] | None = None,
-    cmap: str = "gray",
+    cmap: str | None = None,
     panel_size: float = 2.0,
+    ncols: int | None = None,
 ) -> Figure:
     """Grid of axial map slices with fixed windows (paper Fig. 2 and Fig. 4a).
 
@@ -110,15 +131,21 @@ def show_map_grid(
         Unit per row name, shown on the row's colour bar.
     captions : list of lists of str, optional
         Text under each panel, same nesting as ``images`` (e.g. ``"SSIM 0.953 / HFEN 0.21"``).
-    cmap : str
-        Matplotlib colour map.
+    cmap : str, optional
+        Matplotlib colour map of every row (e.g. ``"gray"`` for weighted images, ``"RdBu_r"`` for
+        differences); default: each row's map colour map, :data:`MAP_CMAPS` ``[row_name]``.
     panel_size : float
         Panel edge length in inches.
+    ncols : int, optional
+        Panels per line: a row of more sources wraps onto several lines (one block per map, every
+        panel titled with its source), so that a wide grid stays readable at page width
+        (:data:`FIGURE_WIDTH`); default: every source on one line.
 
     Returns
     -------
     matplotlib.figure.Figure
-        ``len(row_names) * len(col_names)`` image axes plus one colour-bar axis per row.
+        ``len(row_names) * len(col_names)`` image axes plus one colour-bar axis per row (the
+        unused cells of a wrapped grid are removed).
     """
     n_rows, n_cols = len(row_names), len(col_names)
     if len(images) != n_rows or any(len(row) != n_cols for row in images):
@@ -130,27 +157,34 @@ def show_map_grid(
     missing = [name for name in row_names if name not in windows or name not in units]
     if missing:
         raise ValueError(f"no display window or unit for row(s) {missing}")
+    if cmap is None and not set(row_names) <= set(MAP_CMAPS):
+        raise ValueError(f"no colour map for row(s) {sorted(set(row_names) - set(MAP_CMAPS))}: pass cmap")
 
+    per_line = n_cols if ncols is None else max(1, min(ncols, n_cols))
+    lines = -(-n_cols // per_line)
     fig, axes = plt.subplots(
-        n_rows,
-        n_cols,
-        figsize=(panel_size * n_cols + 1.2, panel_size * n_rows + 0.4 * (captions is not None)),
+        n_rows * lines,
+        per_line,
+        figsize=(panel_size * per_line + 1.2, (panel_size * n_rows + 0.4 * (captions is not None)) * lines),
         layout="constrained",
         squeeze=False,
     )
     for r, name in enumerate(row_names):
         vmin, vmax = windows[name]
+        block = axes[r * lines : (r + 1) * lines].ravel()
         for c, source in enumerate(col_names):
-            ax = axes[r, c]
-            im = ax.imshow(orient_axial(images[r][c]), cmap=cmap, vmin=vmin, vmax=vmax)
+            ax = block[c]
+            im = ax.imshow(orient_axial(images[r][c]), cmap=cmap or MAP_CMAPS[name], vmin=vmin, vmax=vmax)
             _hide_ticks(ax)
-            if r == 0:
+            if r == 0 or lines > 1:
                 ax.set_title(source)
-            if c == 0:
+            if c % per_line == 0:
                 ax.set_ylabel(name)
             if captions is not None:
                 ax.set_xlabel(captions[r][c], fontsize="small")
-        fig.colorbar(im, ax=list(axes[r, :]), label=f"{name} [{units[name]}]", shrink=0.9)
+        for ax in block[n_cols:]:
+            ax.remove()
+        fig.colorbar(im, ax=list(block[:n_cols]), label=f"{name} [{units[name]}]", shrink=0.9)
     return fig
 
 
@@ -200,7 +234,7 @@ def plot_subject_metrics(
     order = [baseline, *others]
     rng = np.random.default_rng(seed)
     fig, axes = plt.subplots(
-        1, len(maps), figsize=(1.0 + 0.9 * len(order) * len(maps), 3.4),
+        1, len(maps), figsize=(min(1.0 + 0.9 * len(order) * len(maps), FIGURE_WIDTH), 3.4),
         layout="constrained", squeeze=False,
     )
     for ax, name in zip(axes[0], maps):
@@ -441,7 +475,7 @@ def show_comparison(
     limits: Mapping[str, float] = DIFF_LIMITS,
     panel_size: float = 2.4,
 ) -> Figure:
-    """Rows of maps: reference, candidate and candidate − reference, with fixed windows.
+    """Rows of maps: reference, candidate and candidate − reference, with fixed windows and :data:`MAP_CMAPS`.
 
     Parameters
     ----------
@@ -474,7 +508,7 @@ def show_comparison(
     for row, name in enumerate(names):
         vmin, vmax = windows[name]
         for col, (image, title) in enumerate(((ref[row], reference_name), (cand[row], candidate_name))):
-            im = axes[row, col].imshow(orient_axial(image), cmap="gray", vmin=vmin, vmax=vmax)
+            im = axes[row, col].imshow(orient_axial(image), cmap=MAP_CMAPS[name], vmin=vmin, vmax=vmax)
             _hide_ticks(axes[row, col])
             axes[row, col].set_title(f"{title}: {name}")
         fig.colorbar(im, ax=list(axes[row, :2]), label=f"{name} [{units[name]}]", shrink=0.85)
@@ -574,7 +608,7 @@ def load_training_logs(folder: Any, variants: Sequence[str]) -> dict[str, pd.Dat
         path = Path(folder) / f"{name}.csv"
         if not path.is_file():
             raise FileNotFoundError(f"no training log {path}: train {name} first (`swig train`)")
-        logs[name] = pd.read_csv(path, float_precision="round_trip")  # exact floats on pandas 2 too
+        logs[name] = read_csv(path)
     return logs
 
 

@@ -17,4 +17,7 @@ optimisation):
   Labels: yes; guides: yes; training set: yes; per-scan: no.
 * :mod:`.q2mri`: Q2MRI-like direct estimation from the guides alone, loss l₁ + λ(1 − SSIM).
   Labels: yes; guides: yes; training set: yes; per-scan: no.
+
+:mod:`.chapter` runs them all beside SWIG on the ablation's test subjects, scores, ranks and times
+them (:func:`.chapter.run_comparison`, notebook 08).
 """

@@ -227,7 +227,7 @@ class DenoiserBatch:
 class WeightedPatches:
     """Training samples of the denoiser: patch positions, randomised protocols, noise levels, seeds.
 
-    Each sample is a ``patch``² crop of one HR slice's maps turned into a weighted image by its own
+    Each sample is a ``patch`` × ``patch`` crop of one HR slice's maps turned into a weighted image by its own
     protocol (:func:`synthesize_weighted`) with Gaussian noise of its own level and seed, so a
     sample is the same whenever it is drawn. :meth:`batch` has the interface that
     :func:`swig_lib.experiments.training.loop.run_epoch` reads.

@@ -211,9 +211,10 @@ def fit_subject(
     ----------
     slices : SliceSet
         The subject's prepared slices (windows of one subject; no Q_h): Q_l, z-scored guides,
-        mask, data-consistency region, C_l.
+        mask, data-consistency region, C_l. The INR is fitted on their device.
     phi : WindowedTruncation
-        Noise-free Φ on the window (:meth:`swig_lib.core.kspace.KSpaceTruncation.on_window`).
+        Noise-free Φ on the window (:meth:`swig_lib.core.kspace.KSpaceTruncation.on_window`), on
+        the same device.
     sigma : float
         Noise level σ of the data, a.u. (scales L_l, eq. 9).
     q_scale : sequence of float
@@ -232,12 +233,13 @@ def fit_subject(
     """
     settings = settings or INRSettings()
     n, _, h, w = slices.q_l.shape
+    device = slices.q_l.device
     torch.manual_seed(settings.seed)
     inr = FourierFeatureINR(
         len(MAP_NAMES), settings.n_frequencies, settings.sigma_freq, settings.width, settings.depth
-    )
-    coords = voxel_coordinates((n, h, w), settings.slice_spacing)
-    scale = torch.tensor(q_scale, dtype=torch.float32).view(1, -1, 1, 1)
+    ).to(device)
+    coords = voxel_coordinates((n, h, w), settings.slice_spacing).to(device)
+    scale = torch.tensor(q_scale, dtype=torch.float32, device=device).view(1, -1, 1, 1)
     mask = slices.mask.unsqueeze(1).float()
     if settings.start == "ql":
         base = softplus_inverse((slices.q_l / scale).clamp_min(SCALED_FLOOR))

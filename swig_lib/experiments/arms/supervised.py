@@ -32,6 +32,7 @@ from torch import Tensor
 
 from swig_lib.core.losses import LossTerms
 from swig_lib.core.models import SwigResNet
+from swig_lib.experiments.config import Profile
 from swig_lib.experiments.training.loop import run_epoch
 from swig_lib.experiments.training.variants import GUIDE_ORDER
 from swig_lib.experiments.training.windows import SliceSet, TrainingData, select_slices, slices_first, window_indices
@@ -64,14 +65,14 @@ class LabelledSlices:
         return LabelledSlices(self.slices.batch(index, device), self.q_h.index_select(0, index).to(device))
 
 
-def reference_slices(dataset: Any, profile: Mapping[str, Any], split: str, window: tuple[int, int]) -> Tensor:
+def reference_slices(dataset: Any, profile: Profile, split: str, window: tuple[int, int]) -> Tensor:
     """Q_h of a split cropped and sliced exactly as :func:`prepare_data` crops and slices its data.
 
     Parameters
     ----------
     dataset
         Provides ``subject_ids``, ``acquired`` (for the masks) and ``reference`` (Q_h).
-    profile : mapping
+    profile : Profile
         Reads ``train.min_brain_fraction`` and ``train.slice_stride`` (the slice selection).
     split : str
         ``"train"`` or ``"val"``.
@@ -83,18 +84,18 @@ def reference_slices(dataset: Any, profile: Mapping[str, Any], split: str, windo
     Tensor
         (S, 3, h, w) float32 HR maps, slices in the order of the prepared :class:`SliceSet`.
     """
-    cfg = profile["train"]
+    cfg = profile.train
     parts = []
     for sid in dataset.subject_ids(split):
         mask = np.asarray(dataset.acquired(sid).mask, dtype=bool)
         rows, cols = window_indices(mask, window)
-        chosen = select_slices(mask, cfg["min_brain_fraction"], cfg["slice_stride"])
+        chosen = select_slices(mask, cfg.min_brain_fraction, cfg.slice_stride)
         parts.append(slices_first(np.asarray(dataset.reference(sid), dtype=np.float32), rows, cols, chosen))
     return torch.cat(parts)
 
 
 def labelled_data(
-    dataset: Any, profile: Mapping[str, Any], data: TrainingData
+    dataset: Any, profile: Profile, data: TrainingData
 ) -> tuple[LabelledSlices, LabelledSlices]:
     """Training and validation slices of ``data`` with their HR maps from ``dataset``."""
     window = tuple(data.train.q_l.shape[-2:])

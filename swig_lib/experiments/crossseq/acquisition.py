@@ -14,7 +14,7 @@ synthesised from its HR maps Q_h (:func:`acquire_images`)::
 * B = exp(b · g(x)): a smooth multiplicative receive-bias field (:func:`bias_field`), g a random
   quadratic polynomial of the world coordinates with unit standard deviation over the brain, so
   ``b`` is the standard deviation of log B (0.1: about ±10 %);
-* σ = ``noise`` × the mean |M(Q_h)| over the brain (0.02: a signal-to-noise ratio of 50).
+* σ = ``noise`` × the mean ``|M(Q_h)|`` over the brain (0.02: a signal-to-noise ratio of 50).
 
 ``noise = 0`` and ``bias = 0`` give M(Q_h) exactly. Each image draws its bias field and noise from
 its own seeded stream (``SeedSequence([seed, i])``, i its index in :data:`IMAGE_NAMES`), so the
@@ -96,7 +96,7 @@ def synthesize(protocol: WeightedProtocol, maps: np.ndarray) -> np.ndarray:
     """Noise-free weighted image of ``protocol`` from maps (eq. 15-17, or eq. 18 in magnitude).
 
     The guides (IR-SPGR, SE) are signed, as the training guides; the T2-FLAIR is the magnitude
-    |eq. 18| × PD, as a scanner's magnitude image (tissue with T1 above the nulled one is bright).
+    ``|eq. 18|`` × PD, as a scanner's magnitude image (tissue with T1 above the nulled one is bright).
 
     Parameters
     ----------

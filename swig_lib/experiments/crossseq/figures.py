@@ -30,6 +30,12 @@ from swig_lib.experiments.plotting import (
     show_map_grid,
 )
 
+#: Panels per line of Fig. 4a-c: the sources (Q_h, then Q_l and SR per protocol) wrap onto lines of
+#: this many panels, so that each figure fits :data:`swig_lib.experiments.plotting.FIGURE_WIDTH`.
+PANELS_PER_LINE = 4
+#: Panel edge of Fig. 4a-c, inches.
+PANEL_SIZE = 2.0
+
 
 def _protocols(example: Example) -> list[str]:
     """Map-set names of the example other than Q_h, in stored order."""
@@ -77,7 +83,7 @@ def fig4a_maps(example: Example) -> Figure:
         captions = [["reference" if k[0] == REFERENCE else
                      _caption(example.maps[k][m], reference[m], example.mask) for k in keys]
                     for m in range(len(MAP_NAMES))]
-    return show_map_grid(images, MAP_NAMES, titles, captions=captions, panel_size=1.9)
+    return show_map_grid(images, MAP_NAMES, titles, captions=captions, panel_size=PANEL_SIZE, ncols=PANELS_PER_LINE)
 
 
 def fig4b_guides(example: Example, contrasts: Sequence[str] = ("T1w", "T2w")) -> Figure:
@@ -105,16 +111,18 @@ def fig4b_guides(example: Example, contrasts: Sequence[str] = ("T1w", "T2w")) ->
         captions.append(["", *(_caption(s, acquired, example.mask) for s in synthesized)])
     windows = {c: image_window(example.acquired[c], example.mask) for c in contrasts}
     return show_map_grid(images, list(contrasts), titles, windows=windows,
-                         units={c: "a.u." for c in contrasts}, captions=captions, panel_size=1.9)
+                         units={c: "a.u." for c in contrasts}, captions=captions, cmap="gray",
+                         panel_size=PANEL_SIZE, ncols=PANELS_PER_LINE)
 
 
 def fig4c_flair(example: Example, zoom: int = 40) -> Figure:
     """Fig. 4c: T2-FLAIR synthesised from Q_l and Q̂_h versus the acquired one, sulci zoomed.
 
-    Rows: the whole slice (the zoom window outlined), the zoom window on the region with the
-    most sulcal CSF (:func:`swig_lib.experiments.crossseq.sulci.zoom_window`, from the tissue labels; sulcal
-    CSF outlined in the acquired panel), and synthesised − acquired. The first column of the last
-    row shows the image synthesised from Q_h minus the acquired one, the floor that noise and bias
+    Three blocks of panels, each with the sources :data:`PANELS_PER_LINE` to a line: the whole
+    slice (the zoom window outlined), the zoom window on the region with the most sulcal CSF
+    (:func:`swig_lib.experiments.crossseq.sulci.zoom_window`, from the tissue labels; sulcal CSF
+    outlined in the acquired panel), and synthesised − acquired. The first panel of the last
+    block shows the image synthesised from Q_h minus the acquired one, the floor that noise and bias
     leave, when Q_h is known. Without tissue labels (users' data) the zoom is the slice centre.
 
     Parameters
@@ -141,12 +149,16 @@ def fig4c_flair(example: Example, zoom: int = 40) -> Figure:
     differences = [s - acquired for s in synthesized]
     limit = float(np.percentile(np.abs(np.stack(differences))[:, mask], 99))
     n = len(keys) + 1
-    fig, axes = plt.subplots(3, n, figsize=(1.9 * n + 1.2, 6.4), layout="constrained", squeeze=False)
+    per_line = min(PANELS_PER_LINE, n)
+    lines = -(-n // per_line)
+    fig, axes = plt.subplots(3 * lines, per_line, figsize=(PANEL_SIZE * per_line + 1.2, 3 * lines * (PANEL_SIZE + 0.2)),
+                             layout="constrained", squeeze=False)
+    blocks = [axes[b * lines : (b + 1) * lines].ravel() for b in range(3)]  # slice, zoom, difference
     height = mask.shape[1]
     crop = np.s_[x0 : x0 + size, y0 : y0 + size]
-    for col, (image, title) in enumerate(zip([acquired, *synthesized],
-                                             ["acquired", *(_column_title(*k) for k in keys)])):
-        top, middle = axes[0, col], axes[1, col]
+    titles = ["acquired", *(_column_title(*k) for k in keys)]
+    for col, (image, title) in enumerate(zip([acquired, *synthesized], titles)):
+        top, middle = blocks[0][col], blocks[1][col]
         im = top.imshow(orient_axial(image), cmap="gray", vmin=window[0], vmax=window[1])
         top.add_patch(Rectangle((x0 - 0.5, height - y0 - size - 0.5), size, size,
                                 fill=False, edgecolor="tab:red", linewidth=1.0))
@@ -154,25 +166,32 @@ def fig4c_flair(example: Example, zoom: int = 40) -> Figure:
         if col > 0:
             top.set_xlabel(_caption(image, acquired, mask), fontsize="small")
         middle.imshow(orient_axial(image[crop]), cmap="gray", vmin=window[0], vmax=window[1])
+        if lines > 1:  # wrapped: the panels below the first block say which source they show
+            middle.set_title(title, fontsize="small")
         if col == 0 and example.labels is not None:
             middle.contour(orient_axial(sulcal_csf(example.labels, mask)[crop].astype(float)),
                            levels=[0.5], colors="tab:red", linewidths=0.6)
-    fig.colorbar(im, ax=list(axes[0]), label="FLAIR [a.u.]", shrink=0.85)
+    fig.colorbar(im, ax=list(blocks[0][:n]), label="FLAIR [a.u.]", shrink=0.85)
     for col, diff in enumerate([floor - acquired if floor is not None else None, *differences]):
-        ax = axes[2, col]
+        ax = blocks[2][col]
         if diff is None:
             ax.axis("off")
             continue
         im = ax.imshow(orient_axial(np.where(mask, diff, 0.0)), cmap="RdBu_r", vmin=-limit, vmax=limit)
         if col == 0:
             ax.set_title("from $Q_h$: noise and bias", fontsize="small")
-    fig.colorbar(im, ax=list(axes[2]), label="synthesised − acquired [a.u.]", shrink=0.85)
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
-    axes[0, 0].set_ylabel("slice")
-    axes[1, 0].set_ylabel("sulci (zoom)")
-    axes[2, 0].set_ylabel("synthesised − acquired")
+        elif lines > 1:
+            ax.set_title(titles[col], fontsize="small")
+    fig.colorbar(im, ax=list(blocks[2][:n]), label="synthesised − acquired [a.u.]", shrink=0.85)
+    for block, label in zip(blocks, ("slice", "sulci (zoom)", "synthesised − acquired")):
+        for col, ax in enumerate(block):
+            if col >= n:
+                ax.remove()
+                continue
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col % per_line == 0:
+                ax.set_ylabel(label)
     return fig
 
 

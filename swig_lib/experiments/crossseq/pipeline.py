@@ -58,8 +58,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from swig_lib.core.io import PathLike, atomic_write_bytes, sha256
+from swig_lib.core.io import PathLike, atomic_write_bytes, read_csv, sha256, write_csv
 from swig_lib.core.models import SwigResNet
+from swig_lib.experiments.config import Profile
 from swig_lib.experiments.crossseq.acquisition import acquire_images, image_protocols
 from swig_lib.experiments.crossseq.example import Example, example_slice
 from swig_lib.experiments.crossseq.reconcnn import RECON_NAME, subject_seed, train_recon_cnn
@@ -68,7 +69,6 @@ from swig_lib.experiments.crossseq.sequence import simulate_protocols
 from swig_lib.experiments.crossseq.settings import PROTOCOLS, REFERENCE, CrossSequenceSettings
 from swig_lib.experiments.crossseq.sulci import sulcal_csf, sulcal_flair_errors
 from swig_lib.experiments.crossseq.tables import table2
-from swig_lib.experiments.evaluation.evaluate import write_csv
 from swig_lib.experiments.inference import load_model, predict_volume
 from swig_lib.experiments.subjects.dataset import load_dataset, torch_threads
 from swig_lib.experiments.training.checkpoints import checkpoint_paths
@@ -113,14 +113,14 @@ class CrossSequenceResults:
     info: dict[str, Any]
 
 
-def ensure_sr_model(profile: Mapping[str, Any], out: Path, variant: str, dataset: Any,
+def ensure_sr_model(profile: Profile, out: Path, variant: str, dataset: Any,
                     device: torch.device, progress: bool) -> Path:
     """Return the selected checkpoint of ``variant``, training it first when it is missing.
 
     Parameters
     ----------
-    profile : mapping
-        The profile (its ``model`` and ``train`` sections train the variant).
+    profile : Profile
+        The profile (its ``seed``, ``model`` and ``train`` train the variant).
     out : Path
         ``<results_dir>/<profile>``.
     variant : str
@@ -230,11 +230,10 @@ def _subject_task(dataset: Any, sid: str, index: int, settings: CrossSequenceSet
 
 
 def run_cross_sequence(
-    profile: Mapping[str, Any],
+    profile: Profile,
     variant: str,
     data_dir: PathLike = "data",
     results_dir: PathLike = "results",
-    seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
     force: bool = False,
@@ -248,16 +247,15 @@ def run_cross_sequence(
 
     Parameters
     ----------
-    profile : mapping
-        A profile with ``data``, ``model``, ``train`` and ``crosssequence`` sections.
+    profile : Profile
+        Reads ``data``, ``model``, ``train``, ``crosssequence`` and ``seed``, the training seed,
+        which also seeds every simulated acquisition and the Acq5^R training.
     variant : str
         The SWIG model to validate, a key of
         :data:`swig_lib.experiments.training.variants.VARIANTS` (notebook 04: the ablation's
         selection, :func:`swig_lib.experiments.evaluation.selection.read_selection`).
     data_dir, results_dir : path
         Data root and results root; outputs go to ``<results_dir>/<profile>/``.
-    seed : int
-        Seeds every simulated acquisition and the Acq5^R training.
     device : str or torch.device
         Where the networks run.
     progress : bool
@@ -277,19 +275,19 @@ def run_cross_sequence(
     start = time.perf_counter()
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {list(VARIANTS)}")
-    settings = CrossSequenceSettings.from_profile(profile)
+    settings, seed = CrossSequenceSettings.from_profile(profile), profile.seed
     device = torch.device(device)
-    out = Path(results_dir) / str(profile["name"])
-    dataset = load_dataset(dict(profile), root=data_dir, progress=progress)
+    out = Path(results_dir) / profile.name
+    dataset = load_dataset(profile, root=data_dir, progress=progress)
     sr_path = ensure_sr_model(profile, out, variant, dataset, device, progress)
     recon_path = train_recon_cnn(dataset, out / "checkpoints" / f"{RECON_NAME}.pt", settings.recon,
-                                 profile["model"], settings.acquisition, seed, device, progress)
+                                 profile.model, settings.acquisition, seed, device, progress)
     paths = _output_paths(out)
     key = _key(settings, seed, dataset.settings, variant, sr_path, recon_path)
     if not force and all(p.is_file() for p in paths.values()):
         info = json.loads(paths["run"].read_text())
         if info.get("key") == key:
-            tables = {name: pd.read_csv(paths[name], float_precision="round_trip") for name in TABLES}
+            tables = {name: read_csv(paths[name]) for name in TABLES}
             return CrossSequenceResults(**tables,
                                         example=Example.load(paths["example"]),
                                         info=info | {"reused": True})

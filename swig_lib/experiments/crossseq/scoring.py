@@ -170,9 +170,10 @@ def map_scores(
 
 
 def tissue_errors(
-    maps: Mapping[tuple[str, str], np.ndarray], q_h: np.ndarray, labels: np.ndarray, slices: np.ndarray
+    maps: Mapping[tuple[str, str], np.ndarray], q_h: np.ndarray, labels: np.ndarray, slices: np.ndarray,
+    tissues: Mapping[str, int] = TISSUES,
 ) -> list[dict[str, Any]]:
-    """Mean absolute percentage error 100·mean(|Q − Q_h|/Q_h) per map in pure WM and GM.
+    """Mean absolute percentage error ``100·mean(|Q − Q_h|/Q_h)`` per map in pure tissues (default WM and GM).
 
     Parameters
     ----------
@@ -184,6 +185,8 @@ def tissue_errors(
         Tissue labels (:data:`swig_lib.experiments.subjects.dataset.TISSUE_LABELS`).
     slices : ndarray of int
         Axial slices whose voxels are pooled.
+    tissues : mapping of str to int
+        Tissue names and their label values (default :data:`TISSUES`).
 
     Returns
     -------
@@ -191,7 +194,7 @@ def tissue_errors(
         Rows: protocol, source, tissue, map, mape (%), n_voxels.
     """
     rows = []
-    for tissue, label in TISSUES.items():
+    for tissue, label in tissues.items():
         inside = np.zeros(labels.shape, dtype=bool)
         inside[..., slices] = labels[..., slices] == label
         if not inside.any():

@@ -8,10 +8,9 @@ the pipeline and the figures; and :class:`CrossSequenceSettings`, read from the 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
+from swig_lib.experiments.config import Profile
 from swig_lib.experiments.crossseq.acquisition import ImageSettings
 from swig_lib.experiments.crossseq.reconcnn import RECON_NAME, ReconSettings
 from swig_lib.experiments.crossseq.sequence import AcquisitionSettings
@@ -74,11 +73,9 @@ class CrossSequenceSettings:
             raise ValueError("need n_subjects >= 0, slice_stride >= 1 and workers >= 1")
 
     @classmethod
-    def from_profile(cls, profile: Mapping[str, Any]) -> CrossSequenceSettings:
-        """Read ``profile["crosssequence"]`` and its ``acquisition``, ``images``, ``recon`` tables."""
-        if "crosssequence" not in profile:
-            raise KeyError(f"profile {profile.get('name', '?')!r} has no [crosssequence] section")
-        section = dict(profile["crosssequence"])
+    def from_profile(cls, profile: Profile) -> CrossSequenceSettings:
+        """Read ``profile.crosssequence`` and its ``acquisition``, ``images``, ``recon`` tables."""
+        section = profile.crosssequence.to_dict()
         tables = {
             "acquisition": AcquisitionSettings.from_dict(section.pop("acquisition", {})),
             "images": ImageSettings.from_dict(section.pop("images", {})),

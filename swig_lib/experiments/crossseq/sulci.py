@@ -33,7 +33,7 @@ def sulcal_flair_errors(
 
     For every map set, the mean over the sulcal CSF voxels of the evaluated slices of the FLAIR
     synthesised from it minus the FLAIR synthesised from Q_h (both intensity-matched to the
-    acquired FLAIR), in percent of the mean |FLAIR from Q_h| over the brain. Positive values
+    acquired FLAIR), in percent of the mean ``|FLAIR from Q_h|`` over the brain. Positive values
     are hyperintense sulci: CSF partial volumes that the inversion does not null.
 
     Parameters

@@ -23,6 +23,7 @@ from scipy.ndimage import uniform_filter
 from swig_lib.core.io import PathLike
 from swig_lib.core.metrics import HIGHER_IS_BETTER, METRICS, hfen, map_metrics, ssim
 from swig_lib.core.models import MAP_NAMES
+from swig_lib.experiments.config import Profile
 from swig_lib.experiments.evaluation.evaluate import evaluate
 from swig_lib.experiments.evaluation.ranking import (
     BASELINE,
@@ -38,6 +39,7 @@ from swig_lib.experiments.evaluation.ranking import (
 from swig_lib.experiments.evaluation.selection import write_selection
 from swig_lib.experiments.inference import load_model, predict_volume
 from swig_lib.experiments.plotting import DIFF_LIMITS
+from swig_lib.experiments.results import Glue
 from swig_lib.experiments.training.checkpoints import checkpoint_paths
 from swig_lib.experiments.training.variants import VARIANTS
 from swig_lib.experiments.training.windows import select_slices
@@ -51,8 +53,6 @@ REFERENCE_LABEL, INPUT_LABEL = "$Q_h$", "$Q_l$"
 ZOOM_SIZE = 64
 #: The full model and its α = 0 control, compared to isolate the guide loss.
 FULL_MODEL, CONTROL = "M12++", "M12++a0"
-#: A glued value: the value and its format specification (None: glued as is).
-Glue = dict[str, tuple[Any, str | None]]
 
 
 def median_subject(
@@ -387,7 +387,7 @@ class RepresentativeSlice:
 def zoom_window(q_l: np.ndarray, q_h: np.ndarray, mask: np.ndarray, size: int = ZOOM_SIZE) -> tuple[slice, slice]:
     """Return the square window of a slice where the error of Q_l is densest.
 
-    The error is |Q_l − Q_h| summed over the maps in units of their
+    The error is ``|Q_l − Q_h|`` summed over the maps in units of their
     :data:`~swig_lib.experiments.plotting.DIFF_LIMITS`, zero outside the mask, averaged over a
     ``size``-square (clipped to the slice) by a uniform filter; the window is centred on its
     maximum and shifted inside the slice.
@@ -415,7 +415,7 @@ def zoom_window(q_l: np.ndarray, q_h: np.ndarray, mask: np.ndarray, size: int = 
     return np.s_[x0 : x0 + size, y0 : y0 + size]
 
 
-def representative_slice(profile: Mapping[str, Any], out: Path, dataset: Any, table: pd.DataFrame,
+def representative_slice(profile: Profile, out: Path, dataset: Any, table: pd.DataFrame,
                          variants: Sequence[str], device: torch.device) -> RepresentativeSlice:
     """Pick the slice of Fig. 2 by rule and run every model on it.
 
@@ -424,7 +424,7 @@ def representative_slice(profile: Mapping[str, Any], out: Path, dataset: Any, ta
 
     Parameters
     ----------
-    profile : mapping
+    profile : Profile
         Reads ``eval.min_brain_fraction`` and ``eval.slice_stride``.
     out : Path
         ``<results_dir>/<profile>`` (the kept checkpoints).
@@ -437,11 +437,11 @@ def representative_slice(profile: Mapping[str, Any], out: Path, dataset: Any, ta
     device : torch.device
         Where the models run.
     """
-    cfg = profile["eval"]
+    cfg = profile.eval
     shown = median_subject(table, BASELINE, "ssim", HEADLINE)
     acq, q_h = dataset.acquired(shown), dataset.reference(shown)
     mask = np.asarray(acq.mask, bool)
-    candidates = select_slices(mask, cfg["min_brain_fraction"], cfg["slice_stride"])
+    candidates = select_slices(mask, cfg.min_brain_fraction, cfg.slice_stride)
     z, _ = median_slice(acq.q_l, q_h, mask, candidates, "ssim")
     predictions = {
         name: predict_volume(load_model(checkpoint_paths(out, name)[0], device),
@@ -601,7 +601,7 @@ def _discussion_glue(results: AblationResults, paper: pd.DataFrame, interior_all
 
 
 def run_ablation(
-    profile: Mapping[str, Any],
+    profile: Profile,
     data_dir: PathLike = "data",
     results_dir: PathLike = "results",
     device: str | torch.device = "cpu",
@@ -613,7 +613,7 @@ def run_ablation(
 
     Parameters
     ----------
-    profile : mapping
+    profile : Profile
         A loaded profile (:func:`swig_lib.experiments.config.load_profile`): reads ``name``,
         ``train.alpha`` and the ``eval`` section.
     data_dir : str or PathLike
@@ -637,23 +637,23 @@ def run_ablation(
         (:func:`~swig_lib.experiments.evaluation.selection.write_selection`).
     """
     device = torch.device(device)
-    cfg = profile["eval"]
-    out = Path(results_dir) / profile["name"]
+    cfg = profile.eval
+    out = Path(results_dir) / profile.name
     figure_dir = out / "ablation"
     figure_dir.mkdir(parents=True, exist_ok=True)
-    variants = list(cfg["variants"])
+    variants = list(cfg.variants)
     if dataset is None:
         from swig_lib.experiments.subjects.dataset import load_dataset
 
         dataset = load_dataset(profile, root=data_dir, progress=progress)
     test_ids = dataset.subject_ids("test")
-    alpha = float(profile["train"]["alpha"])
-    glue: Glue = {"n_test": (len(test_ids), None), "interior_voxels": (int(cfg["interior_voxels"]), None),
+    alpha = profile.train.alpha
+    glue: Glue = {"n_test": (len(test_ids), None), "interior_voxels": (cfg.interior_voxels, None),
                   "alpha": (alpha, "g")}
 
     table = evaluate(profile, out, variants, device=device, dataset=dataset, progress=progress)
     first = np.asarray(dataset.acquired(test_ids[0]).mask, bool)
-    glue["n_eval_slices"] = (len(select_slices(first, cfg["min_brain_fraction"], cfg["slice_stride"])), None)
+    glue["n_eval_slices"] = (len(select_slices(first, cfg.min_brain_fraction, cfg.slice_stride)), None)
     means = (table.groupby(["region", "map", "model"], sort=False)[["ssim", "hfen"]].mean()
              .unstack("model")[["ssim", "hfen"]])
     means = means.reindex(columns=[BASELINE, *variants], level=1)
@@ -667,7 +667,7 @@ def run_ablation(
     selected = ranked[HEADLINE].selected
     write_selection(out, selected, region=HEADLINE,
                     total_rank={m: ranked[HEADLINE].total[m] for m in TABLE3_MODELS},
-                    selected_interior=ranked[OTHER].selected, profile=profile["name"])
+                    selected_interior=ranked[OTHER].selected, profile=profile.name)
     everything = region_ranking(table, HEADLINE, variants)
 
     contribution, interior_all = None, None

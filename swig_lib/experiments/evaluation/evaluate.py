@@ -26,21 +26,16 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from swig_lib.core.io import MissingFileError, atomic_path
+from swig_lib.core.io import MissingFileError, write_csv
 from swig_lib.core.metrics import map_metrics
 from swig_lib.core.models import MAP_NAMES
+from swig_lib.experiments.config import Profile
 from swig_lib.experiments.evaluation.ranking import BASELINE, mean_ci, rank_models
 from swig_lib.experiments.inference import load_model, predict_volume
 from swig_lib.experiments.training.checkpoints import checkpoint_paths
 from swig_lib.experiments.training.variants import VARIANTS
 from swig_lib.experiments.training.windows import select_slices
 from swig_lib.paper import TABLE3_MODELS
-
-
-def write_csv(frame: pd.DataFrame, path: Path, index: bool = False) -> None:
-    """Write a CSV atomically (:func:`swig_lib.core.io.atomic_path`)."""
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=index)
 
 
 def score_subject(
@@ -113,13 +108,13 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def trained_checkpoints(
-    profile: Mapping[str, Any], out: str | Path, variants: Sequence[str] | None = None
+    profile: Profile, out: str | Path, variants: Sequence[str] | None = None
 ) -> dict[str, Path]:
     """Return the selected checkpoint of each variant to evaluate, checking that all exist.
 
     Parameters
     ----------
-    profile : mapping
+    profile : Profile
         Reads ``eval.variants`` (the default variants) and ``name``.
     out : path
         Results folder holding ``checkpoints/``.
@@ -133,7 +128,7 @@ def trained_checkpoints(
     swig_lib.core.io.MissingFileError
         When a variant's checkpoint is missing (a :class:`FileNotFoundError`).
     """
-    names = list(profile["eval"]["variants"] if variants is None else variants)
+    names = list(profile.eval.variants if variants is None else variants)
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
@@ -141,14 +136,14 @@ def trained_checkpoints(
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
         raise MissingFileError(
-            f"{', '.join(missing)}: no trained model; run `swig train --profile {profile['name']} --variant ...` "
+            f"{', '.join(missing)}: no trained model; run `swig train --profile {profile.name} --variant ...` "
             "first, or pass --out with the results folder that holds it"
         )
     return paths
 
 
 def evaluate(
-    profile: Mapping[str, Any],
+    profile: Profile,
     out: str | Path,
     variants: Sequence[str] | None = None,
     device: str | torch.device = "cpu",
@@ -159,7 +154,7 @@ def evaluate(
 
     Parameters
     ----------
-    profile : mapping
+    profile : Profile
         Reads ``eval.variants``, ``eval.interior_voxels``, ``eval.slice_stride``,
         ``eval.min_brain_fraction``, ``eval.batch_size``.
     out : path
@@ -183,7 +178,7 @@ def evaluate(
     swig_lib.core.io.MissingFileError
         When a variant's checkpoint is missing (:func:`trained_checkpoints`).
     """
-    cfg = profile["eval"]
+    cfg = profile.eval
     out = Path(out)
     paths = trained_checkpoints(profile, out, variants)
     models = {n: load_model(p, device) for n, p in paths.items()}
@@ -196,11 +191,11 @@ def evaluate(
     for sid in tqdm(dataset.subject_ids("test"), desc="evaluate", disable=not progress):
         acq = dataset.acquired(sid)
         mask = np.asarray(acq.mask, dtype=bool)
-        slices = select_slices(mask, cfg["min_brain_fraction"], cfg["slice_stride"])
+        slices = select_slices(mask, cfg.min_brain_fraction, cfg.slice_stride)
         predictions = {BASELINE: np.asarray(acq.q_l, dtype=np.float32)}
         for name, model in models.items():
             predictions[name] = predict_volume(
-                model, acq.q_l, acq.guides, mask, cfg["batch_size"], slices=slices
+                model, acq.q_l, acq.guides, mask, cfg.batch_size, slices=slices
             )
         rows += score_subject(
             predictions,
@@ -208,7 +203,7 @@ def evaluate(
             mask,
             sid,
             slices,
-            cfg["interior_voxels"],
+            cfg.interior_voxels,
         )
     table = pd.DataFrame(rows)
     folder = out / "metrics"

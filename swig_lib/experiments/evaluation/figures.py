@@ -14,7 +14,10 @@ from swig_lib.experiments.evaluation.ablation import REFERENCE_LABEL, Representa
 from swig_lib.experiments.plotting import DIFF_LIMITS, MAP_UNITS, plot_subject_metrics, show_map_grid
 
 #: Panel edge of the Fig. 2 grids, inches.
-PANEL_SIZE = 2.2
+PANEL_SIZE = 2.0
+#: Panels per line of the Fig. 2 grids: each map's sources wrap onto lines of this many panels, so
+#: that the figure fits :data:`~swig_lib.experiments.plotting.FIGURE_WIDTH`.
+PANELS_PER_LINE = 4
 
 
 def fig2_maps(shown: RepresentativeSlice) -> Figure:
@@ -28,8 +31,8 @@ def fig2_maps(shown: RepresentativeSlice) -> Figure:
     Returns
     -------
     matplotlib.figure.Figure
-        One row per map, one column per source; under each panel but Q_h's, SSIM and HFEN
-        against Q_h on the brain mask.
+        One block per map, its sources :data:`PANELS_PER_LINE` to a line; under each panel but
+        Q_h's, SSIM and HFEN against Q_h on the brain mask.
     """
     captions = [
         ["reference" if col == REFERENCE_LABEL else "SSIM {:.3f} · HFEN {:.3f}".format(*shown.scores[(col, name)])
@@ -37,7 +40,7 @@ def fig2_maps(shown: RepresentativeSlice) -> Figure:
         for name in MAP_NAMES
     ]
     return show_map_grid([[img[c] for img in shown.panels.values()] for c in range(3)], MAP_NAMES,
-                         list(shown.panels), captions=captions, panel_size=PANEL_SIZE)
+                         list(shown.panels), captions=captions, panel_size=PANEL_SIZE, ncols=PANELS_PER_LINE)
 
 
 def fig2_errors(shown: RepresentativeSlice) -> Figure:
@@ -51,8 +54,8 @@ def fig2_errors(shown: RepresentativeSlice) -> Figure:
     Returns
     -------
     matplotlib.figure.Figure
-        One row per map (``"<map> − Q_h"``, windows ±:data:`~swig_lib.experiments.plotting.DIFF_LIMITS`),
-        one column per source but Q_h.
+        One block per map (``"<map> − Q_h"``, windows ±:data:`~swig_lib.experiments.plotting.DIFF_LIMITS`),
+        every source but Q_h, :data:`PANELS_PER_LINE` to a line.
     """
     rows = [f"{name} − Q_h" for name in MAP_NAMES]
     windows = {row: (-DIFF_LIMITS[name], DIFF_LIMITS[name]) for row, name in zip(rows, MAP_NAMES, strict=True)}
@@ -60,13 +63,14 @@ def fig2_errors(shown: RepresentativeSlice) -> Figure:
     reference = shown.panels[REFERENCE_LABEL]
     sources = [col for col in shown.panels if col != REFERENCE_LABEL]
     errors = [[np.where(shown.mask, shown.panels[col][c] - reference[c], 0.0) for col in sources] for c in range(3)]
-    return show_map_grid(errors, rows, sources, windows=windows, units=units, cmap="RdBu_r", panel_size=PANEL_SIZE)
+    return show_map_grid(errors, rows, sources, windows=windows, units=units, cmap="RdBu_r", panel_size=PANEL_SIZE,
+                         ncols=PANELS_PER_LINE)
 
 
 def fig2_zoom(shown: RepresentativeSlice) -> Figure:
     """Show the panels of :func:`fig2_maps` enlarged on the zoom window of the slice (no captions)."""
     return show_map_grid([[img[c][shown.zoom] for img in shown.panels.values()] for c in range(3)], MAP_NAMES,
-                         list(shown.panels), panel_size=PANEL_SIZE)
+                         list(shown.panels), panel_size=PANEL_SIZE, ncols=PANELS_PER_LINE)
 
 
 def fig3(table: pd.DataFrame, region: str, models: Sequence[str], title: str) -> dict[str, Figure]:

@@ -164,3 +164,47 @@ def reference_table(folder: str | Path, plate: str, field_strength: float = 3.0)
                              "T1_ms": table["T1 reported (ms)"].astype(float),
                              "T2_ms": table["T2 reported (ms)"].astype(float)})
     raise ValueError(f"{folder}: no {plate} reference table at {field_strength:g} T")
+
+
+def choose_temperature(table: pd.DataFrame, quantity: str, measured: pd.Series,
+                       measurable: tuple[float, float]) -> tuple[float, pd.DataFrame]:
+    """Choose the reference temperature from the data: the best fit of measured to reference values.
+
+    The scans do not record the phantom's temperature, but its relaxation times depend on it. For
+    every temperature of ``table``, the root mean square of ln(measured/reference) over the
+    spheres whose reference value lies in the ``measurable`` range at every temperature; the
+    temperature with the smallest wins.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`reference_table` of one plate.
+    quantity : str
+        ``"T1"`` or ``"T2"``: the column ``<quantity>_ms`` compared.
+    measured : Series
+        Measured values (ms) indexed by sphere number; NaN where not measured.
+    measurable : (float, float)
+        Range of values (ms) the measurement can resolve.
+
+    Returns
+    -------
+    temperature : float
+        °C.
+    fits : DataFrame
+        Columns ``temperature_C``, ``n_spheres``, ``rms_log_ratio``, one row per temperature.
+
+    Raises
+    ------
+    ValueError
+        If no measured sphere is measurable at every temperature.
+    """
+    values = table.pivot(index="sphere", columns="temperature_C", values=f"{quantity}_ms")
+    lo, hi = measurable
+    usable = values.index[((values >= lo) & (values <= hi)).all(axis=1)]
+    usable = [s for s in usable if s in measured.index and np.isfinite(measured[s]) and measured[s] > 0]
+    if not usable:
+        raise ValueError(f"no measured sphere has a reference {quantity} in [{lo:g}, {hi:g}] ms at every temperature")
+    logs = np.log(measured[usable].to_numpy()[:, None] / values.loc[usable].to_numpy())
+    fits = pd.DataFrame({"temperature_C": values.columns.astype(float), "n_spheres": len(usable),
+                         "rms_log_ratio": np.sqrt(np.mean(logs**2, axis=0))})
+    return float(fits.loc[fits["rms_log_ratio"].idxmin(), "temperature_C"]), fits

@@ -3,6 +3,8 @@
 The paper's 27 QRAPMASTER subjects are private. This module builds stand-ins from any set of
 tissue probability maps (grey matter GM, white matter WM, cerebrospinal fluid CSF) on a 1 mm grid;
 the default source is the MNI152 2009 template bundled with ``nilearn`` (:func:`mni152_template`).
+A second source, the label maps of five real brains, reuses the deformation and tissue-value steps
+(:mod:`swig_lib.experiments.subjects.synthsr`).
 
 An average template is far smoother than one brain (its GM/WM boundaries are blurred over several
 millimetres and secondary sulci are averaged away), which would make super-resolution nearly
@@ -389,7 +391,7 @@ class LatticeField:
 
     Attributes
     ----------
-    values : Tensor, shape (count, *lattice_shape)
+    values : Tensor, shape ``(count, *lattice_shape)``
         Unit-variance fields at the lattice nodes.
     spacing : int
         Voxels between nodes.
@@ -478,7 +480,7 @@ def integrate_velocity(velocity: torch.Tensor, spacing: float = 1.0, max_step: f
 
 def identity_grid(shape: torch.Size | tuple[int, ...], dtype: torch.dtype = torch.float32,
                   z: np.ndarray | None = None) -> torch.Tensor:
-    """Voxel coordinates, shape (3, *shape); with ``z``, only those axial indices (last axis)."""
+    """Voxel coordinates, shape ``(3, *shape)``; with ``z``, only those axial indices (last axis)."""
     axes = [torch.arange(n, dtype=dtype) for n in shape]
     if z is not None:
         axes[2] = torch.as_tensor(z, dtype=dtype)
@@ -620,16 +622,17 @@ def mix_tissues(fractions: np.ndarray, values: list[tuple[np.ndarray, np.ndarray
     return np.stack([pd, t1, t2]).astype(np.float32)
 
 
-def sample_tissue_values(rng: np.random.Generator, cv: float) -> dict[str, TissueValues]:
-    """One subject's tissue values: :data:`TISSUE_VALUES` times independent log-normal factors.
+def sample_tissue_values(rng: np.random.Generator, cv: float,
+                         table: dict[str, TissueValues] = TISSUE_VALUES) -> dict[str, TissueValues]:
+    """One subject's tissue values: ``table`` times independent log-normal factors.
 
-    Each PD, T1 and T2 of each tissue is multiplied by exp(cv·z), z ~ N(0, 1).
+    Each PD, T1 and T2 of each tissue is multiplied by exp(cv·z), z ~ N(0, 1), drawn in the order
+    of ``table`` (default :data:`TISSUE_VALUES`, in the order of :data:`TISSUES`).
     """
-    factors = np.exp(cv * rng.standard_normal((len(TISSUES), 3)))
+    factors = np.exp(cv * rng.standard_normal((len(table), 3)))
     return {
-        name: TissueValues(*(float(x) * float(f) for x, f in zip(
-            (TISSUE_VALUES[name].pd, TISSUE_VALUES[name].t1, TISSUE_VALUES[name].t2), factors[i])))
-        for i, name in enumerate(TISSUES)
+        name: TissueValues(*(float(x) * float(f) for x, f in zip((mean.pd, mean.t1, mean.t2), factors[i])))
+        for i, (name, mean) in enumerate(table.items())
     }
 
 
@@ -666,15 +669,9 @@ def subject_anatomy(
     """
     slices = np.asarray(slices, dtype=np.int64)
     shape = template.shape
-    if slices.size == 0 or slices.min() < 0 or slices.max() >= shape[2]:
-        raise ValueError(f"slices must lie in [0, {shape[2]}), got {slices.tolist()}")
-    if settings.slice_thickness < 1 or settings.slice_thickness % 2 == 0:
-        raise ValueError(f"slice_thickness must be an odd number of mm, got {settings.slice_thickness}")
-    half = settings.slice_thickness // 2
-    thick = np.clip(slices[:, None] + np.arange(-half, half + 1), 0, shape[2] - 1).ravel()
-    coords, min_jac = _deformation(shape, rng, settings, thick)
-    zlo = max(0, int(math.floor(float(coords[2].min()))) - 2)
-    zhi = min(shape[2], int(math.ceil(float(coords[2].max()))) + 3)
+    thick = thick_slices(slices, shape[2], settings.slice_thickness)
+    coords, min_jac = deformation(shape, rng, settings, thick)
+    zlo, zhi = axial_range(coords, shape[2])
     distance, sulcus_depth = _sulcal_pattern(template, rng, settings, zlo, zhi)
     part = np.s_[..., zlo:zhi]
     channels = torch.from_numpy(np.concatenate([
@@ -690,36 +687,156 @@ def subject_anatomy(
     fractions = sharpen_tissues(fractions, settings, wm_bias)
     fractions = carve_sulci(fractions, warped[4], warped[5], warped[6], settings.sulcus_width_mm,
                             settings.cortex_mm)
-    n_sub = 2 * half + 1
-    fractions = fractions.reshape(3, *shape[:2], slices.size, n_sub).mean(-1)
-    mask = brain.reshape(*shape[:2], slices.size, n_sub).mean(-1) > 0.5
+    fractions, mask, coords = through_plane(fractions, brain, coords, slices.size, settings.slice_thickness)
+    maps, values = tissue_maps(fractions, mask, coords, shape, rng, settings)
+    return SubjectAnatomy(maps, mask, fractions.astype(np.float32), values, min_jac)
+
+
+def axial_range(coords: torch.Tensor, n_slices: int) -> tuple[int, int]:
+    """Template slices ``[zlo, zhi)`` that sampling at ``coords`` (3, ...) reads, 2 to spare each side."""
+    zlo = max(0, int(math.floor(float(coords[2].min()))) - 2)
+    zhi = min(n_slices, int(math.ceil(float(coords[2].max()))) + 3)
+    return zlo, zhi
+
+
+def thick_slices(slices: np.ndarray, n_slices: int, thickness: int) -> np.ndarray:
+    """The 1 mm grid slices that the requested axial ``slices`` average over.
+
+    Parameters
+    ----------
+    slices : ndarray of int
+        Requested axial indices, in [0, ``n_slices``).
+    n_slices : int
+        Axial size of the grid.
+    thickness : int
+        Slice thickness, mm (odd; ``AnatomySettings.slice_thickness``).
+
+    Returns
+    -------
+    ndarray of int, shape (len(slices)·thickness,)
+        For each requested slice, the ``thickness`` grid slices centred on it (clipped to the
+        grid), slice by slice.
+    """
+    if slices.size == 0 or slices.min() < 0 or slices.max() >= n_slices:
+        raise ValueError(f"slices must lie in [0, {n_slices}), got {slices.tolist()}")
+    if thickness < 1 or thickness % 2 == 0:
+        raise ValueError(f"slice_thickness must be an odd number of mm, got {thickness}")
+    half = thickness // 2
+    return np.clip(slices[:, None] + np.arange(-half, half + 1), 0, n_slices - 1).ravel()
+
+
+def through_plane(fractions: np.ndarray, brain: np.ndarray, coords: torch.Tensor, n_slices: int,
+                  thickness: int) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """Average the :func:`thick_slices` of each requested slice: fractions, mask and coordinates.
+
+    Parameters
+    ----------
+    fractions : ndarray, shape (T, X, Y, n_slices·thickness)
+        Tissue fractions on the thick slices.
+    brain : ndarray of bool, shape (X, Y, n_slices·thickness)
+        Brain mask on the thick slices.
+    coords : Tensor, shape (3, X, Y, n_slices·thickness)
+        Template coordinates of the thick slices.
+    n_slices : int
+        Requested slices.
+    thickness : int
+        Slice thickness, mm (odd).
+
+    Returns
+    -------
+    fractions : ndarray, shape (T, X, Y, n_slices)
+        Averaged and renormalised to sum to 1 in the mask, 0 outside.
+    mask : ndarray of bool, shape (X, Y, n_slices)
+        Where the brain covers more than half of the thick slice.
+    coords : Tensor, shape (3, X, Y, n_slices)
+        Coordinates of the central 1 mm slice.
+
+    Raises
+    ------
+    RuntimeError
+        If the mask touches the in-plane border of the grid.
+    """
+    half, shape = thickness // 2, brain.shape[:2]
+    fractions = fractions.reshape(len(fractions), *shape, n_slices, thickness).mean(-1)
+    mask = brain.reshape(*shape, n_slices, thickness).mean(-1) > 0.5
     if mask[[0, -1]].any() or mask[:, [0, -1]].any():
         raise RuntimeError("the deformed brain touches the in-plane border of the grid; "
                            "increase the crop margin or lower scale_sd/deform_mm")
     fractions = np.where(mask, fractions / np.maximum(fractions.sum(0), 1e-6), 0.0)
-    coords = coords.reshape(3, *shape[:2], slices.size, n_sub)[..., half]
-    values = sample_tissue_values(rng, settings.subject_cv)
+    return fractions, mask, coords.reshape(3, *shape, n_slices, thickness)[..., half]
+
+
+def tissue_maps(
+    fractions: np.ndarray, mask: np.ndarray, coords: torch.Tensor, shape: tuple[int, int, int],
+    rng: np.random.Generator, settings: AnatomySettings, table: dict[str, TissueValues] = TISSUE_VALUES,
+) -> tuple[np.ndarray, dict[str, TissueValues]]:
+    """Steps 5 and 6: this subject's tissue values, their smooth spatial modulation, and mixing.
+
+    Parameters
+    ----------
+    fractions : ndarray, shape (T, X, Y, Z)
+        Fractions of the T tissues of ``table``, in its order.
+    mask : ndarray of bool, shape (X, Y, Z)
+        Brain mask; the maps are 0 outside.
+    coords : Tensor, shape (3, X, Y, Z)
+        Template coordinates of the voxels (the modulation fields live on the template grid).
+    shape : tuple of int
+        Template grid shape.
+    rng : numpy.random.Generator
+        Draws the tissue values (:func:`sample_tissue_values`), then the coarse and the fine
+        modulation fields (T each).
+    settings : AnatomySettings
+        ``subject_cv``, ``spatial_cv`` and ``spatial_scale_mm``.
+    table : dict of str to TissueValues
+        Mean values per tissue (default :data:`TISSUE_VALUES`).
+
+    Returns
+    -------
+    maps : ndarray, shape (3, X, Y, Z), float32
+        PD (a.u.), T1 (ms), T2 (ms), clipped to :data:`MAP_MAX`.
+    values : dict of str to TissueValues
+        This subject's mean values per tissue.
+    """
+    values = sample_tissue_values(rng, settings.subject_cv, table)
     coarse, fine = settings.spatial_scale_mm
-    modulation = sum(w * LatticeField.random(rng, shape, s, count=len(TISSUES)).at(coords).numpy()
+    modulation = sum(w * LatticeField.random(rng, shape, s, count=len(table)).at(coords).numpy()
                      for w, s in ((0.8, coarse), (0.6, fine)))
     per_tissue = [
         tuple(np.float32(v) * np.exp(settings.spatial_cv * modulation[i])
               for v in (values[name].pd, values[name].t1, values[name].t2))
-        for i, name in enumerate(TISSUES)
+        for i, name in enumerate(table)
     ]
     maps = mix_tissues(fractions, per_tissue)
     maps = np.clip(maps, 0.0, np.asarray(MAP_MAX, dtype=np.float32)[:, None, None, None]) * mask
-    return SubjectAnatomy(maps.astype(np.float32), mask, fractions.astype(np.float32), values, min_jac)
+    return maps.astype(np.float32), values
 
 
-def _deformation(shape: tuple[int, int, int], rng: np.random.Generator, settings: AnatomySettings,
-                 slices: np.ndarray) -> tuple[torch.Tensor, float]:
+def deformation(shape: tuple[int, int, int], rng: np.random.Generator, settings: AnatomySettings,
+                slices: np.ndarray) -> tuple[torch.Tensor, float]:
     """Template coordinates φ(x) of the subject voxels x on ``slices``, and min det ∇φ.
 
     φ = φ_c ∘ φ_f. The coarse map φ_c = exp(v_c), v_c = global log-scaling about the grid centre
     plus a smooth field, is integrated on a lattice; the fine map φ_f = exp(v_f) on the image grid,
     within the axial range the requested slices can reach. Both Jacobian determinants are
     checked; the composition's is their product, so it is positive too.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Template grid (X, Y, Z), 1 mm voxels.
+    rng : numpy.random.Generator
+        Draws the coarse field, the global scaling, then the fine field.
+    settings : AnatomySettings
+        ``scale_sd``, ``deform_mm``, ``deform_scale_mm``, ``fine_deform_mm``, ``fine_scale_mm``.
+    slices : ndarray of int
+        Axial indices of the subject voxels.
+
+    Returns
+    -------
+    coords : Tensor, shape (3, X, Y, len(slices))
+        Template voxel coordinates.
+    min_jacobian : float
+        Smallest Jacobian determinant of the two maps.
     """
     coarse = LatticeField.random(rng, shape, settings.deform_scale_mm, count=3)
     lattice = coarse.values.shape[1:]

@@ -3,8 +3,9 @@
 For every subject (Fig. 1a of the paper):
 
 1. HR maps Q_h = (PD, T1, T2) and a brain mask: from tissue fractions (:mod:`swig_lib.experiments.subjects.anatomy`;
-   MNI152 by default, any tissue maps via :func:`subject_from_tissue_fractions`) or from a
-   user's own HR maps (:func:`subject_from_maps`);
+   MNI152 by default, any tissue maps via :func:`subject_from_tissue_fractions`), from the label
+   maps of five real brains (:mod:`swig_lib.experiments.subjects.synthsr`, the ``anatomy_source``
+   setting) or from a user's own HR maps (:func:`subject_from_maps`);
 2. the 12 HR contrasts C_h = M(Q_h) (eq. 13-14, :func:`swig_lib.core.physics.qmri_contrasts`);
 3. Φ (eq. 3) on every 2-D axial slice: centred k-space truncation (``keep`` of each in-plane axis)
    with complex Gaussian noise σ, seeded per subject → the LR contrasts C_l (:func:`lr_contrasts`);
@@ -64,6 +65,7 @@ from swig_lib.core.io import (
 )
 from swig_lib.core.kspace import KSpaceTruncation
 from swig_lib.core.protocols import GUIDE_PROTOCOLS, QMRIProtocol
+from swig_lib.experiments.config import Profile
 from swig_lib.experiments.subjects.anatomy import (
     MAP_MAX,
     TISSUE_VALUES,
@@ -74,13 +76,26 @@ from swig_lib.experiments.subjects.anatomy import (
     prepare_template,
     subject_anatomy,
 )
+from swig_lib.experiments.subjects.synthsr import (
+    LabelTemplate,
+    SynthSRSettings,
+    label_anatomy,
+    label_template,
+    provenance,
+)
 
 SPLITS: tuple[str, str, str] = ("train", "val", "test")
+#: Values of the ``anatomy_source`` setting: subjects from MNI152, from the SynthSR label maps, or both.
+ANATOMY_SOURCES: dict[str, str] = {
+    "mni152": "nilearn MNI152 2009 (1 mm)",
+    "synthsr": "SynthSR label maps of five real brains (1 mm)",
+    "mix": "nilearn MNI152 2009 (1 mm) and SynthSR label maps of five real brains (1 mm)",
+}
 
 #: Modules whose code determines the stored files; a change to any of them forces a rebuild.
 DATA_MODULES: tuple[str, ...] = (
-    "experiments/subjects/anatomy.py", "experiments/subjects/dataset.py", "core/fitter.py", "core/io.py",
-    "core/kspace.py", "core/physics.py", "core/protocols.py",
+    "experiments/subjects/anatomy.py", "experiments/subjects/dataset.py", "experiments/subjects/synthsr.py",
+    "core/fitter.py", "core/io.py", "core/kspace.py", "core/physics.py", "core/protocols.py",
 )
 
 #: File keys of a subject and the BIDS-like suffix of each file name.
@@ -128,6 +143,12 @@ class DataSettings:
     anatomy : AnatomySettings
         Construction of the subjects (defaults of :class:`~swig_lib.experiments.subjects.anatomy.AnatomySettings`,
         overridden by an optional ``[<profile>.data.anatomy]`` table).
+    anatomy_source : str
+        A key of :data:`ANATOMY_SOURCES`: MNI152-derived subjects, label-derived ones
+        (:mod:`swig_lib.experiments.subjects.synthsr`), or per split the last ``synthsr.split``
+        label-derived and the others MNI152-derived (``"mix"``).
+    synthsr : SynthSRSettings
+        The ``[<profile>.data.synthsr]`` table (defaults where absent).
     """
 
     dataset: str
@@ -140,15 +161,16 @@ class DataSettings:
     slice_step: int
     margin: int
     anatomy: AnatomySettings = AnatomySettings()
+    anatomy_source: str = "mni152"
+    synthsr: SynthSRSettings = SynthSRSettings()
 
     @classmethod
-    def from_profile(cls, profile: dict[str, Any]) -> DataSettings:
-        """Read and check ``profile["data"]``."""
-        if "data" not in profile:
-            raise KeyError(f"profile {profile.get('name', '?')!r} has no [data] section")
-        section = dict(profile["data"])
+    def from_profile(cls, profile: Profile) -> DataSettings:
+        """Read and check ``profile.data``."""
+        section = profile.data.to_dict()
         anatomy = AnatomySettings.from_dict(section.pop("anatomy", {}))
-        required = {f for f in cls.__dataclass_fields__ if f != "anatomy"}
+        synthsr = SynthSRSettings.from_dict(section.pop("synthsr", {}))
+        required = {f for f in cls.__dataclass_fields__ if f not in ("anatomy", "synthsr")}
         missing, unknown = required - set(section), set(section) - required
         if missing or unknown:
             raise KeyError(f"[data] section: missing {sorted(missing)}, unknown {sorted(unknown)}")
@@ -158,6 +180,7 @@ class DataSettings:
             keep=float(section["keep"]), sigma=float(section["sigma"]),
             slices=tuple(int(k) for k in section["slices"]),  # type: ignore[arg-type]
             slice_step=int(section["slice_step"]), margin=int(section["margin"]), anatomy=anatomy,
+            anatomy_source=str(section["anatomy_source"]), synthsr=synthsr,
         )
         settings.check()
         return settings
@@ -174,15 +197,25 @@ class DataSettings:
                              f"{self.slice_step}: need 0 <= start < stop and step >= 1")
         if not 0 < self.keep <= 1 or self.sigma < 0:
             raise ValueError(f"need 0 < keep <= 1 and sigma >= 0; got {self.keep}, {self.sigma}")
+        if self.anatomy_source not in ANATOMY_SOURCES:
+            raise ValueError(f"anatomy_source {self.anatomy_source!r}: choose one of {', '.join(ANATOMY_SOURCES)}")
+        if self.anatomy_source == "mix" and any(m > n for m, n in zip(self.synthsr.split, self.split)):
+            raise ValueError(f"synthsr.split {list(self.synthsr.split)} exceeds split {list(self.split)}")
 
     def to_dict(self) -> dict[str, Any]:
         """The settings the data depend on, JSON-ready: these, the protocols and the tissue values.
 
-        Compared with a manifest to decide reuse (together with :func:`code_fingerprint`).
+        Compared with a manifest to decide reuse (together with :func:`code_fingerprint`). For
+        ``anatomy_source = "mni152"`` the keys are those of the MNI152-only datasets before the
+        label source existed, so their manifests still match; the other sources add
+        ``anatomy_source`` and :func:`swig_lib.experiments.subjects.synthsr.provenance`.
         """
         protocol = QMRIProtocol()
+        brains = {b for b in self.subject_brains() if b is not None}
+        extra = {} if self.anatomy_source == "mni152" else {
+            "anatomy_source": self.anatomy_source, **provenance(self.synthsr, brains)}
         return json.loads(json.dumps({
-            "source": "nilearn MNI152 2009 (1 mm)",
+            "source": ANATOMY_SOURCES[self.anatomy_source],
             "dataset": self.dataset, "n_subjects": self.n_subjects, "split": self.split,
             "seed": self.seed, "keep": self.keep, "sigma": self.sigma, "slices": self.slices,
             "slice_step": self.slice_step, "margin": self.margin,
@@ -192,7 +225,26 @@ class DataSettings:
             "labels": {"values": TISSUE_LABELS, "purity": LABEL_PURITY},
             "protocol": {"tr": protocol.tr, "te": protocol.te},
             "guides": {k: {"type": type(p).__name__, **vars(p)} for k, p in GUIDE_PROTOCOLS.items()},
+            **extra,
         }))
+
+    def subject_brains(self) -> list[int | None]:
+        """Per subject (in :meth:`subject_ids` order), its SynthSR brain, or None when MNI152-derived.
+
+        Label-derived subjects are all of them (``"synthsr"``) or the last ``synthsr.split[s]``
+        of split s (``"mix"``). Counting them over all splits in subject order, the j-th uses brain
+        ``synthsr.brains[s][j % len(synthsr.brains[s])]``, s its split: with the same brains in
+        every split they cycle through the dataset (a small dataset tests other brains than it
+        trains on); disjoint lists keep the test brains unseen in training.
+        """
+        brains: list[int | None] = []
+        j = 0
+        for s, n in enumerate(self.split):
+            labelled = {"mni152": 0, "synthsr": n, "mix": self.synthsr.split[s]}[self.anatomy_source]
+            pool = self.synthsr.brains[s]
+            brains += [None] * (n - labelled) + [pool[(j + i) % len(pool)] for i in range(labelled)]
+            j += labelled
+        return brains
 
     def subject_ids(self) -> list[str]:
         """``sub-01`` … in subject order (train first, then validation, then test)."""
@@ -486,13 +538,48 @@ def _slab_affine(template: Template, slices: np.ndarray) -> np.ndarray:
     return template.affine @ local
 
 
-def _digital_subject(template: Template, seed: int, index: int, slices: np.ndarray,
+def subject_template(margin: int, brain: int | None, synthsr: SynthSRSettings) -> Template | LabelTemplate:
+    """The template a subject is drawn from: MNI152 (``brain`` None) or SynthSR brain ``brain``.
+
+    Parameters
+    ----------
+    margin : int
+        In-plane margin, voxels (mm) (:func:`~swig_lib.experiments.subjects.anatomy.mni152_template`).
+    brain : int or None
+        SynthSR brain number (:func:`~swig_lib.experiments.subjects.synthsr.label_template`).
+    synthsr : SynthSRSettings
+        Construction of the label template.
+    """
+    return mni152_template(margin) if brain is None else label_template(brain, synthsr, margin)
+
+
+def template_slices(template: Template | LabelTemplate, slices: np.ndarray) -> np.ndarray:
+    """Axial indices in ``template`` of the MNI152 slices k ``slices``; ValueError outside its range."""
+    offset = template.offset[2]
+    if slices[0] < offset or slices[-1] - offset >= template.shape[2]:
+        raise ValueError(f"slices [{slices[0]}, {slices[-1]}] leave the template's axial range "
+                         f"[{offset}, {offset + template.shape[2]})")
+    return slices - offset
+
+
+def draw_anatomy(template: Template | LabelTemplate, rng: np.random.Generator, settings: AnatomySettings,
+                 slices: np.ndarray) -> SubjectAnatomy:
+    """One subject's anatomy on template ``slices``, by the template's kind.
+
+    :func:`~swig_lib.experiments.subjects.anatomy.subject_anatomy` for MNI152,
+    :func:`~swig_lib.experiments.subjects.synthsr.label_anatomy` for a label template.
+    """
+    draw = label_anatomy if isinstance(template, LabelTemplate) else subject_anatomy
+    return draw(template, rng, settings, slices)
+
+
+def _digital_subject(template: Template | LabelTemplate, seed: int, index: int, slices: np.ndarray,
                      anatomy: AnatomySettings, keep: float, sigma: float) -> tuple[Subject, SubjectAnatomy]:
     """Acquisitions and anatomy of subject ``index`` of a dataset with seed ``seed``."""
     if len(slices) == 0 or len(np.unique(np.diff(slices))) > 1 or np.any(np.diff(slices) <= 0):
         raise ValueError(f"slices must be increasing and evenly spaced; got {list(slices)}")
     rng, noise_seed = _seeds(seed, index)
-    built = subject_anatomy(template, rng, anatomy, slices)
+    built = draw_anatomy(template, rng, anatomy, slices)
     subject = acquire(built.maps, built.mask, _slab_affine(template, slices), keep, sigma, noise_seed)
     return replace(subject, labels=tissue_labels(built.fractions, built.mask)), built
 
@@ -558,15 +645,15 @@ def _lock(folder: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def build_dataset(profile: dict[str, Any], root: PathLike = "data", force: bool = False,
+def build_dataset(profile: Profile, root: PathLike = "data", force: bool = False,
                   progress: bool = True, log: Callable[[str], None] = print,
                   workers: int | None = None) -> tuple[Path, bool]:
     """Build the digital subjects of ``profile`` under ``root``, unless an intact copy exists.
 
     Parameters
     ----------
-    profile : dict
-        A profile (:func:`swig_lib.experiments.config.load_profile`) with a ``data`` section.
+    profile : Profile
+        A profile (:func:`swig_lib.experiments.config.load_profile`); reads its ``data`` section.
     root : str or PathLike
         Data root; the dataset goes to ``<root>/<data.dataset>``.
     force : bool
@@ -628,14 +715,11 @@ def _build(folder: Path, settings: DataSettings, progress: bool, workers: int = 
     (folder / MANIFEST).unlink(missing_ok=True)
     remove_stale_temporaries(folder)
     start = time.perf_counter()
-    template = mni152_template(settings.margin)
     slices = np.arange(*settings.slices, settings.slice_step)
-    offset = template.offset[2]
-    if slices[0] < offset or slices[-1] - offset >= template.shape[2]:
-        raise ValueError(f"slices {list(settings.slices)} leave the template's axial range "
-                         f"[{offset}, {offset + template.shape[2]})")
-    ids = settings.subject_ids()
-    tasks = [(folder, settings, index, sid, slices - offset) for index, sid in enumerate(ids)]
+    ids, brains = settings.subject_ids(), settings.subject_brains()
+    if None in brains:
+        template_slices(mni152_template(settings.margin), slices)
+    tasks = [(folder, settings, index, sid, slices, brain) for index, (sid, brain) in enumerate(zip(ids, brains))]
     bar = {"total": len(ids), "desc": f"digital subjects ({settings.dataset})", "unit": "subject",
            "disable": not progress}
     if workers > 1 and len(ids) > 1:
@@ -661,17 +745,24 @@ def _build(folder: Path, settings: DataSettings, progress: bool, workers: int = 
     atomic_write_bytes(folder / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
 
 
-def _build_subject(folder: Path, settings: DataSettings, index: int, sid: str,
-                   slices: np.ndarray) -> tuple[dict[str, Any], list[int]]:
-    """Build and write subject ``index`` (in this or a worker process); its manifest record and grid."""
+def _build_subject(folder: Path, settings: DataSettings, index: int, sid: str, slices: np.ndarray,
+                   brain: int | None) -> tuple[dict[str, Any], list[int]]:
+    """Build and write subject ``index`` (in this or a worker process); its manifest record and grid.
+
+    ``slices`` are MNI152 slice indices k; ``brain`` is the subject's SynthSR brain (None: MNI152),
+    recorded as ``synthsr_brain``.
+    """
     with torch_threads(1):
-        subject, built = _digital_subject(mni152_template(settings.margin), settings.seed, index,
-                                          slices, settings.anatomy, settings.keep, settings.sigma)
+        template = subject_template(settings.margin, brain, settings.synthsr)
+        subject, built = _digital_subject(template, settings.seed, index, template_slices(template, slices),
+                                          settings.anatomy, settings.keep, settings.sigma)
         record = {"seed": [settings.seed, index], "noise_seed": subject.noise_seed,
                   "min_jacobian": round(built.min_jacobian, 4),
                   "tissue_values": {k: {p: round(x, 2) for p, x in vars(v).items()}
                                     for k, v in built.tissue_values.items()},
                   "files": _write_subject(folder, sid, subject)}
+        if brain is not None:
+            record["synthsr_brain"] = brain
     return record, list(subject.mask.shape)
 
 
@@ -763,22 +854,24 @@ class Dataset:
         """
         if sid not in self.manifest["subjects"]:
             raise KeyError(f"no subject {sid!r} in {self.folder}")
-        seed, index = self.manifest["subjects"][sid]["seed"]
-        template = mni152_template(int(self.settings["margin"]))
+        record = self.manifest["subjects"][sid]
+        seed, index = record["seed"]
+        template = subject_template(int(self.settings["margin"]), record.get("synthsr_brain"),
+                                    SynthSRSettings.from_dict(self.settings.get("synthsr", {})))
         wanted = np.asarray(self.manifest["slices"] if slices is None else slices, dtype=np.int64)
         rng, _ = _seeds(int(seed), int(index))
         settings = AnatomySettings.from_dict(self.settings["anatomy"])
-        return subject_anatomy(template, rng, settings, wanted - template.offset[2])
+        return draw_anatomy(template, rng, settings, wanted - template.offset[2])
 
 
-def load_dataset(profile: dict[str, Any], root: PathLike = "data", build: bool = True,
+def load_dataset(profile: Profile, root: PathLike = "data", build: bool = True,
                  progress: bool = True) -> Dataset:
     """Open the dataset of ``profile``, building (or rebuilding) it first if missing or stale.
 
     Parameters
     ----------
-    profile : dict
-        A profile with a ``data`` section.
+    profile : Profile
+        A profile; reads its ``data`` section.
     root : str or PathLike
         Data root.
     build : bool
@@ -799,7 +892,7 @@ def load_dataset(profile: dict[str, Any], root: PathLike = "data", build: bool =
         reason = check_dataset(folder, settings)
         if reason is not None:
             raise FileNotFoundError(f"dataset {folder} is not usable ({reason}); run "
-                                    f"`swig data --profile {profile.get('name', '<profile>')}`")
+                                    f"`swig data --profile {profile.name}`")
     return Dataset(folder, json.loads((folder / MANIFEST).read_text()))
 
 

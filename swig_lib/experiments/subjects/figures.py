@@ -19,6 +19,7 @@ from swig_lib.core.kspace import fft2c
 from swig_lib.core.models import MAP_NAMES
 from swig_lib.core.protocols import GUIDE_PROTOCOLS
 from swig_lib.experiments.plotting import (
+    MAP_CMAPS,
     MAP_UNITS,
     MAP_WINDOWS,
     outline_region,
@@ -57,6 +58,7 @@ def subject_construction(shown: ShownSlice) -> Figure:
         windows=[(0.0, 1.0)] * 6 + [MAP_WINDOWS[name] for name in MAP_NAMES],
         labels=["tissue fraction"] * 6 + [f"{name} [{MAP_UNITS[name]}]" for name in MAP_NAMES],
         ncols=3,
+        cmap=["gray"] * 6 + [MAP_CMAPS[name] for name in MAP_NAMES],
         panel_size=2.6,
     )
 

@@ -28,14 +28,14 @@ from pandas.io.formats.style import Styler
 
 from swig_lib import paper
 from swig_lib.core import physics
-from swig_lib.core.io import PathLike, atomic_write_bytes
+from swig_lib.core.io import PathLike, atomic_write_bytes, write_csv
 from swig_lib.core.kspace import centre_mask
 from swig_lib.core.models import MAP_NAMES
 from swig_lib.core.protocols import GUIDE_PROTOCOLS, QMRIProtocol
-from swig_lib.experiments.config import load_profile
-from swig_lib.experiments.evaluation.evaluate import write_csv
+from swig_lib.experiments.config import Profile, load_profile
 from swig_lib.experiments.evaluation.ranking import baseline_metrics, mean_sd
 from swig_lib.experiments.plotting import MAP_UNITS
+from swig_lib.experiments.results import Glue
 from swig_lib.experiments.subjects.anatomy import TISSUE_VALUES, TISSUES, SubjectAnatomy, mni152_template
 from swig_lib.experiments.subjects.dataset import (
     SPLITS,
@@ -46,9 +46,6 @@ from swig_lib.experiments.subjects.dataset import (
     load_dataset,
     lr_contrasts,
 )
-
-#: A glued value: the value and its format specification (None: glued as is).
-Glue = dict[str, tuple[Any, str | None]]
 
 #: The three fits of :func:`fit_errors`, in the order of the table's columns.
 FIT_LABELS: tuple[str, str, str] = (
@@ -83,7 +80,7 @@ class ShownSlice:
     template_fractions : numpy.ndarray, shape (3, X, Y)
         GM, WM, CSF fractions of the MNI152 template on this slice.
     redraw_error : numpy.ndarray, shape (3,)
-        Per map, max |redrawn − stored Q_h| / max stored Q_h on this slice.
+        Per map, ``max |redrawn − stored Q_h| / max stored Q_h`` on this slice.
     """
 
     subject: str
@@ -141,7 +138,7 @@ class Degradation:
 
 @dataclass(frozen=True)
 class FitErrors:
-    """Relative errors |fit − Q_h| / Q_h of the three fits of :data:`FIT_LABELS` in the brain mask.
+    """Relative errors ``|fit − Q_h| / Q_h`` of the three fits of :data:`FIT_LABELS` in the brain mask.
 
     Attributes
     ----------
@@ -376,7 +373,7 @@ def degradation(shown: ShownSlice, keep: float, sigma: float) -> Degradation:
 
 
 def fit_errors(q_h: np.ndarray, fits: Mapping[str, np.ndarray], mask: np.ndarray, caption: str) -> FitErrors:
-    """Relative errors |fit − Q_h| / Q_h of several fits inside the mask.
+    """Relative errors ``|fit − Q_h| / Q_h`` of several fits inside the mask.
 
     Parameters
     ----------
@@ -686,7 +683,7 @@ def _summary(profile: str, dataset: Dataset, split: Mapping[str, Sequence[str]],
 
 
 def run_data_chapter(
-    profile: str | Mapping[str, Any],
+    profile: str | Profile,
     data_dir: PathLike = "data",
     results_dir: PathLike = "results",
     progress: bool = False,
@@ -695,7 +692,7 @@ def run_data_chapter(
 
     Parameters
     ----------
-    profile : str or mapping
+    profile : str or Profile
         Profile name or a loaded profile (:func:`~swig_lib.experiments.config.load_profile`);
         its ``data`` section defines the dataset, ``eval.interior_voxels`` the interior region.
     data_dir, results_dir : path
@@ -707,8 +704,8 @@ def run_data_chapter(
     -------
     DataResults
     """
-    settings = load_profile(profile) if isinstance(profile, str) else dict(profile)
-    out_dir = Path(results_dir) / str(settings["name"]) / "data"
+    settings = load_profile(profile) if isinstance(profile, str) else profile
+    out_dir = Path(results_dir) / settings.name / "data"
     out_dir.mkdir(parents=True, exist_ok=True)
 
     dataset = load_dataset(settings, root=data_dir, progress=progress)
@@ -728,9 +725,9 @@ def run_data_chapter(
     signals = pure_tissue_signals()
     size_mib = folder_size(dataset.folder) / 2**20
 
-    baseline = subject_baseline(dataset, int(settings["eval"]["interior_voxels"]))
+    baseline = subject_baseline(dataset, settings.eval.interior_voxels)
     write_csv(baseline.per_subject, out_dir / "baseline_per_subject.csv")
-    summary = _summary(str(settings["name"]), dataset, split, size_mib, phi, fits, shown, baseline)
+    summary = _summary(settings.name, dataset, split, size_mib, phi, fits, shown, baseline)
     atomic_write_bytes(out_dir / "summary.json", (json.dumps(summary, indent=1) + "\n").encode("utf-8"))
 
     subjects = dataset.manifest["subjects"]

@@ -7,6 +7,11 @@ A checkpoint is a :func:`torch.save` dictionary of plain data and tensors (read 
 :func:`save_checkpoint` and verified by :func:`load_checkpoint`: a damaged weight tensor is refused
 instead of producing garbage. Checkpoints of the earlier format without the checksum are refused
 too (retraining gives the same weights bit for bit, and none were released).
+
+A checkpoint of :func:`~swig_lib.experiments.training.loop.train_variant` also records what the
+model was trained on (``acquisition``, :class:`Acquisition`): Φ's ``keep`` and ``sigma``, the LR
+qMRI protocol and the protocol of each guide, which ``swig apply`` checks the guides' sidecars
+against. Checkpoints without that record were trained on the paper's protocols.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import pickle
 import random
 import zipfile
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +32,8 @@ import torch
 
 from swig_lib.core.io import MissingFileError, UserError, atomic_path
 from swig_lib.core.models import SwigResNet
+from swig_lib.core.protocols import QMRIProtocol
+from swig_lib.core.sequences import PRESETS, GuideProtocol, ProtocolError
 
 #: Version tag stored in every checkpoint (2: with ``weights_sha256``).
 CHECKPOINT_FORMAT = "swig-checkpoint-2"
@@ -47,6 +55,75 @@ LOG_COLUMNS: tuple[str, ...] = (
 
 class CheckpointError(UserError, RuntimeError):
     """A checkpoint file cannot be used (damaged, foreign, or from another configuration)."""
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """What a model was trained on: Φ (eq. 3), the LR qMRI protocol and the guides' protocols.
+
+    Attributes
+    ----------
+    keep : float or None
+        Fraction of each in-plane k-space axis that Φ keeps (None: not known).
+    sigma : float or None
+        Noise level σ of the LR contrasts, a.u. (None: not known).
+    qmri_protocol : QMRIProtocol
+        TR/TE of the LR contrasts, ms.
+    guide_protocols : dict of str to GuideProtocol
+        The protocol of each guide of the model, by name (times in ms, flip angles in degrees).
+    """
+
+    keep: float | None
+    sigma: float | None
+    qmri_protocol: QMRIProtocol
+    guide_protocols: dict[str, GuideProtocol]
+
+    def to_record(self) -> dict[str, Any]:
+        """Plain data for a checkpoint (read back by :meth:`of_checkpoint`)."""
+        return {
+            "keep": self.keep,
+            "sigma": self.sigma,
+            "qmri_protocol": {"tr": list(self.qmri_protocol.tr), "te": list(self.qmri_protocol.te)},
+            "guide_protocols": {name: asdict(p) for name, p in self.guide_protocols.items()},
+        }
+
+    @classmethod
+    def of_checkpoint(cls, payload: Mapping[str, Any], source: str | Path = "checkpoint") -> Acquisition:
+        """Read the record of a checkpoint; without one, the paper's protocols for its guides.
+
+        Parameters
+        ----------
+        payload : mapping
+            A checkpoint (:func:`load_checkpoint`).
+        source : str or Path
+            The checkpoint's file, for messages.
+
+        Raises
+        ------
+        CheckpointError
+            When the record is malformed, or a guide of a checkpoint without a record is not one
+            of the paper's.
+        """
+        guides = list(payload["model_spec"].get("guides", []))
+        record = payload.get("acquisition")
+        if record is None:
+            unknown = [g for g in guides if g not in PRESETS]
+            if unknown:
+                raise CheckpointError(f"{source}: records no guide protocols and its guide(s) {unknown} are not "
+                                      "the paper's; train the model again with this version (`swig train`)")
+            data = payload.get("profile", {}).get("data") or {}
+            return cls(data.get("keep"), data.get("sigma"), QMRIProtocol(), {g: PRESETS[g] for g in guides})
+        try:
+            protocols = {name: GuideProtocol(**fields) for name, fields in record["guide_protocols"].items()}
+            qmri = QMRIProtocol(tuple(record["qmri_protocol"]["tr"]), tuple(record["qmri_protocol"]["te"]))
+            acquisition = cls(record["keep"], record["sigma"], qmri, protocols)
+        except (KeyError, TypeError, ProtocolError) as err:
+            raise CheckpointError(f"{source}: unusable acquisition record ({err}); the file was edited or "
+                                  "written by other code; train the model again (`swig train --overwrite`)") from err
+        if sorted(protocols) != sorted(guides):
+            raise CheckpointError(f"{source}: records protocols of {sorted(protocols)} for a model with guides "
+                                  f"{guides}; train the model again (`swig train --overwrite`)")
+        return acquisition
 
 
 # ----------------------------------------------------------------------------------------------
@@ -224,6 +301,12 @@ def comparable_settings(profile: Mapping[str, Any]) -> dict[str, Any]:
 
     That is the seed, data, model, and training settings except ``train.epochs`` (a run may be
     extended; the cosine schedule then stretches).
+
+    Parameters
+    ----------
+    profile : mapping
+        The plain dict of a profile as a checkpoint stores it (``checkpoint["profile"]``, written
+        from :meth:`swig_lib.experiments.config.Profile.to_dict`); a ``Profile`` reads the same.
     """
     train = {k: v for k, v in profile["train"].items() if k != "epochs"}
     return {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 
 from swig_lib.core.models import MAP_NAMES
-from swig_lib.experiments.plotting import plot_loss_grid, show_panels
+from swig_lib.experiments.plotting import MAP_CMAPS, plot_loss_grid, show_panels
 from swig_lib.experiments.training.report import TrainingResults
 from swig_lib.experiments.training.variants import GUIDE_ORDER
 
@@ -29,6 +29,7 @@ def plot_network_inputs(results: TrainingResults) -> Figure:
         [f"$Q_l$ {name} / s" for name in MAP_NAMES] + [f"$W$ {g}, z-scored" for g in GUIDE_ORDER],
         windows=[(0.0, 2.0)] * 3 + [(-3.0, 3.0)] * 2,
         labels=["scaled map (dimensionless)"] * 3 + ["z-score"] * 2,
+        cmap=[MAP_CMAPS[name] for name in MAP_NAMES] + ["gray"] * 2,
         panel_size=2.4,
     )
 

@@ -17,8 +17,12 @@ from swig_lib import default_device
 from swig_lib.core.kspace import WindowedTruncation
 from swig_lib.core.losses import LossTerms, swig_loss
 from swig_lib.core.models import SwigResNet, receptive_radius
+from swig_lib.core.protocols import QMRIProtocol
+from swig_lib.core.sequences import GuideProtocol
+from swig_lib.experiments.config import Profile
 from swig_lib.experiments.training.checkpoints import (
     CHECKPOINT_FORMAT,
+    Acquisition,
     CheckpointError,
     checkpoint_paths,
     comparable_settings,
@@ -30,8 +34,8 @@ from swig_lib.experiments.training.checkpoints import (
     setting_differences,
     write_log,
 )
-from swig_lib.experiments.training.variants import GUIDE_ORDER, VARIANTS, Variant
-from swig_lib.experiments.training.windows import SliceSet, TrainingData, prepare_data
+from swig_lib.experiments.training.variants import VARIANTS, Variant
+from swig_lib.experiments.training.windows import SliceSet, TrainingData, paper_guide_protocols, prepare_data
 
 # ----------------------------------------------------------------------------------------------
 # The loop
@@ -55,9 +59,7 @@ def balanced_alpha(data: TrainingData, batch_size: int = 8) -> tuple[float, floa
     noise σ gives α = Var_brain(M_g(Q_l))/σ² ≈ 2800 on the quick data, the order of the paper's
     1000. But L_l starts three orders of magnitude above its noise floor (≈ 3000 vs 1.5, mostly at
     the brain rim where the LR fit is inconsistent with Φ), so with such α the guide term is
-    negligible for most of a short training. In trials (width 16, 600 steps, held-out training
-    subjects) the gains in SSIM/HFEN grew with α up to the balanced value (≈ 3e4) while L_l at the
-    end did not change; at 1e5 L_l ended higher.
+    negligible for most of a short training (see the book's reproducibility notes).
 
     Parameters
     ----------
@@ -78,9 +80,10 @@ def balanced_alpha(data: TrainingData, batch_size: int = 8) -> tuple[float, floa
             batch = data.train.batch(
                 torch.arange(first, min(first + batch_size, len(data.train))), torch.device("cpu")
             )
-            guides = {g: batch.guides[:, i] for i, g in enumerate(GUIDE_ORDER)}
+            guides = {g: batch.guides[:, i] for i, g in enumerate(data.guide_protocols)}
             terms = swig_loss(
-                batch.q_l, batch.c_l, guides, batch.mask, batch.region, data.sigma, phi, 1.0
+                batch.q_l, batch.c_l, guides, batch.mask, batch.region, data.sigma, phi, 1.0,
+                protocols=data.guide_protocols, qmri_protocol=data.qmri_protocol,
             )
             sums[0] += float(terms.data) * len(batch)
             sums[1] += float(terms.guide) * len(batch)
@@ -95,9 +98,17 @@ def batch_loss(
     alpha: float,
     phi: WindowedTruncation,
     sigma: float,
+    guide_protocols: Mapping[str, GuideProtocol] | None = None,
+    qmri_protocol: QMRIProtocol = QMRIProtocol(),
 ) -> LossTerms:
-    """Run the model on a batch and return the terms of eq. 12 for ``variant``."""
-    channels = [GUIDE_ORDER.index(g) for g in variant.guides]
+    """Run the model on a batch and return the terms of eq. 12 for ``variant``.
+
+    ``guide_protocols`` names the guide channels of ``batch`` in order, with each guide's
+    protocol (default :func:`~swig_lib.experiments.training.windows.paper_guide_protocols`, as
+    :attr:`TrainingData.guide_protocols`); ``qmri_protocol`` is that of ``batch.c_l``.
+    """
+    guide_protocols = paper_guide_protocols() if guide_protocols is None else guide_protocols
+    channels = [list(guide_protocols).index(g) for g in variant.guides]
     guides = batch.guides[:, channels]
     q_hat = model(batch.q_l if variant.use_ql else None, guides, batch.mask)
     return swig_loss(
@@ -110,6 +121,8 @@ def batch_loss(
         phi,
         alpha,
         data_consistency=variant.data_consistency,
+        protocols=guide_protocols,
+        qmri_protocol=qmri_protocol,
     )
 
 
@@ -119,9 +132,8 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     factor(t) = min(1, (t + 1)/warmup_steps) · (1 + cos(π·t/total_steps))/2. Adam's first updates
     are sign-like (every weight moves by the full learning rate); through the zero-initialised 9×9
     output layer they would add up to a large residual at once and throw the model far from its
-    Q_l start, hence the ramp. The decay lets short runs settle instead of ending mid-oscillation
-    (a constant 1e-3 diverged after ~400 steps in a trial). Stateless, so resuming needs no
-    scheduler state.
+    Q_l start, hence the ramp. The decay lets short runs settle instead of ending mid-oscillation.
+    Stateless, so resuming needs no scheduler state.
     """
     warm = 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
     return warm * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
@@ -172,7 +184,7 @@ def run_epoch(
 
 
 def train_variant(
-    profile: Mapping[str, Any],
+    profile: Profile,
     variant: str | Variant,
     out: str | Path,
     resume: bool = False,
@@ -186,8 +198,9 @@ def train_variant(
 
     Parameters
     ----------
-    profile : mapping
-        A profile (:func:`swig_lib.experiments.config.load_profile`): sections ``train``, ``model``, ``data``.
+    profile : Profile
+        A profile (:func:`swig_lib.experiments.config.load_profile`): reads ``seed``, ``train``,
+        ``model`` and (to load the dataset) ``data``; the checkpoints store its plain dict.
     variant : str or Variant
         A key of :data:`VARIANTS` or a :class:`Variant`.
     out : path
@@ -220,11 +233,11 @@ def train_variant(
     """
     variant = VARIANTS[variant] if isinstance(variant, str) else variant
     device = torch.device(device) if device is not None else default_device()
-    cfg = profile["train"]
+    cfg = profile.train
     out = Path(out)
     best_path, last_path = checkpoint_paths(out, variant.name)
     log_path = out / "logs" / f"{variant.name}.csv"
-    alpha = variant.resolved_alpha(cfg["alpha"])
+    alpha = variant.resolved_alpha(cfg.alpha)
 
     if data is None:
         if dataset is None:
@@ -232,12 +245,12 @@ def train_variant(
 
             dataset = load_dataset(profile, progress=progress)
         data = prepare_data(
-            dataset, profile, receptive_radius(**profile["model"]), progress=progress
+            dataset, profile, receptive_radius(**profile.model), progress=progress
         )
-    seed_everything(int(profile["seed"]))
-    model = SwigResNet(variant.guides, variant.use_ql, data.q_scale, **profile["model"]).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-    shuffle = torch.Generator().manual_seed(int(profile["seed"]))
+    seed_everything(profile.seed)
+    model = SwigResNet(variant.guides, variant.use_ql, data.q_scale, **profile.model).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    shuffle = torch.Generator().manual_seed(profile.seed)
     phi = crop_phi(data, device)
 
     log: list[dict[str, Any]] = []
@@ -246,7 +259,7 @@ def train_variant(
         state = load_checkpoint(last_path)
         differences = setting_differences(
             {**comparable_settings(state["profile"]), "variant": state["variant"]},
-            {**comparable_settings(profile), "variant": asdict(variant)},
+            {**comparable_settings(profile.to_dict()), "variant": asdict(variant)},
         )
         if differences:
             listed = "; ".join(f"{name} = {old!r} there, {new!r} now" for name, old, new in differences)
@@ -267,9 +280,9 @@ def train_variant(
         )
 
     def loss_fn(batch: SliceSet) -> LossTerms:
-        return batch_loss(model, batch, variant, alpha, phi, data.sigma)
+        return batch_loss(model, batch, variant, alpha, phi, data.sigma, data.guide_protocols, data.qmri_protocol)
 
-    epochs = int(cfg["epochs"])
+    epochs = cfg.epochs
     bar = tqdm(
         range(epoch, epochs),
         desc=f"train {variant.name}",
@@ -279,27 +292,27 @@ def train_variant(
     )
     for epoch in bar:
         order = torch.randperm(len(data.train), generator=shuffle)
-        steps_per_epoch = -(-len(data.train) // cfg["batch_size"])
+        steps_per_epoch = -(-len(data.train) // cfg.batch_size)
         train_terms = run_epoch(
             model,
             data.train,
             order,
-            cfg["batch_size"],
+            cfg.batch_size,
             loss_fn,
             device,
             optimizer,
             "train",
             progress,
-            lr=cfg["lr"],
+            lr=cfg.lr,
             first_step=epoch * steps_per_epoch,
             total_steps=epochs * steps_per_epoch,
-            warmup_steps=cfg["warmup_steps"],
+            warmup_steps=cfg.warmup_steps,
         )
         val_terms = run_epoch(
             model,
             data.val,
             torch.arange(len(data.val)),
-            cfg["batch_size"],
+            cfg.batch_size,
             loss_fn,
             device,
             None,
@@ -317,7 +330,10 @@ def train_variant(
             "model_state": model.state_dict(),
             "optimizer_state": optimizer.state_dict(),
             "variant": asdict(variant),
-            "profile": dict(profile),
+            "profile": profile.to_dict(),
+            "acquisition": Acquisition(
+                data.keep, data.sigma, data.qmri_protocol, {g: data.guide_protocols[g] for g in variant.guides}
+            ).to_record(),
             "epoch": epoch + 1,
             "device": str(device),
             "best_val": best_val,

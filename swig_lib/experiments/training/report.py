@@ -22,12 +22,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from swig_lib.core.io import PathLike, sha256
+from swig_lib.core.io import PathLike, read_csv, sha256, write_csv
 from swig_lib.core.models import MAP_NAMES, SCALED_FLOOR, SwigResNet, receptive_radius
 from swig_lib.core.physics import weighted_image
 from swig_lib.core.protocols import GUIDE_PROTOCOLS
-from swig_lib.experiments.evaluation.evaluate import write_csv
+from swig_lib.experiments.config import ModelSettings, Profile
 from swig_lib.experiments.plotting import MAP_UNITS, load_training_logs
+from swig_lib.experiments.results import Glue
 from swig_lib.experiments.training import checkpoints, loop
 from swig_lib.experiments.training.variants import GUIDE_ORDER, VARIANTS
 from swig_lib.experiments.training.windows import SliceSet, TrainingData, prepare_data
@@ -49,8 +50,6 @@ LOSS_DIRECTIONS: dict[tuple[bool, bool], str] = {
                     "yet improved on the starting point Q_l in this run.",
 }
 
-#: A glued value: the value and its format specification (None: glued as is).
-Glue = dict[str, tuple[Any, str | None]]
 
 
 @dataclass
@@ -153,7 +152,7 @@ def network_table(model: SwigResNet) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("part")
 
 
-def input_table(variants: Sequence[str], q_scale: Sequence[float], model_cfg: Mapping[str, int]) -> pd.DataFrame:
+def input_table(variants: Sequence[str], q_scale: Sequence[float], model_cfg: ModelSettings) -> pd.DataFrame:
     """Tabulate the inputs and the parameter count of every variant's network.
 
     Parameters
@@ -162,7 +161,7 @@ def input_table(variants: Sequence[str], q_scale: Sequence[float], model_cfg: Ma
         Keys of :data:`~swig_lib.experiments.training.variants.VARIANTS`.
     q_scale : sequence of float
         Scales s of PD [a.u.], T1 [ms], T2 [ms].
-    model_cfg : mapping
+    model_cfg : ModelSettings
         The profile's ``model`` section.
 
     Returns
@@ -215,7 +214,7 @@ def example_slice(data: TrainingData) -> dict[str, torch.Tensor]:
     return {"scaled": scaled, "guides": data.train.guides[i]}
 
 
-def identity_error(data: TrainingData, model_cfg: Mapping[str, int]) -> float:
+def identity_error(data: TrainingData, model_cfg: ModelSettings) -> float:
     """Largest relative difference between the untrained full model's output and Q_l.
 
     Over the brain voxels of the validation slices where Q_l / s exceeds
@@ -312,7 +311,7 @@ def mean_terms(model: SwigResNet, slices: SliceSet, variant: str, alpha: float, 
     return dict(zip(LOSS_TERMS, sums / len(slices), strict=True))
 
 
-def start_losses(variants: Sequence[str], data: TrainingData, model_cfg: Mapping[str, int], alpha: float,
+def start_losses(variants: Sequence[str], data: TrainingData, model_cfg: ModelSettings, alpha: float,
                  batch_size: int) -> pd.DataFrame:
     """Loss terms of the untrained models on the validation slices (:func:`mean_terms`).
 
@@ -338,7 +337,7 @@ def _finished_epochs(path: Path) -> int:
         return 0
 
 
-def train_all(profile: Mapping[str, Any], variants: Sequence[str], out: Path, device: torch.device,
+def train_all(profile: Profile, variants: Sequence[str], out: Path, device: torch.device,
               data: TrainingData, device_label: str, previous: pd.DataFrame | None = None,
               progress: bool = False) -> dict[str, dict[str, Any]]:
     """Train every variant, reusing finished and resuming interrupted runs.
@@ -348,7 +347,7 @@ def train_all(profile: Mapping[str, Any], variants: Sequence[str], out: Path, de
 
     Parameters
     ----------
-    profile : mapping
+    profile : Profile
         The profile.
     variants : sequence of str
         The variants to train, in order.
@@ -373,7 +372,7 @@ def train_all(profile: Mapping[str, Any], variants: Sequence[str], out: Path, de
         ``"retrained (settings changed)"``), ``wall_s`` (seconds of this call), ``device``,
         ``checkpoint_sha256`` (of the kept checkpoint), ``epochs``, ``selected_epoch``.
     """
-    epochs = profile["train"]["epochs"]
+    epochs = profile.train.epochs
     runs = {}
     for name in variants:
         best_path, last_path = checkpoints.checkpoint_paths(out, name)
@@ -467,9 +466,9 @@ def output_minima(out: Path, variants: Sequence[str], data: TrainingData) -> pd.
     return pd.DataFrame(minima).T
 
 
-def _training_glue(profile: Mapping[str, Any], data: TrainingData, summary: pd.DataFrame) -> Glue:
+def _training_glue(profile: Profile, data: TrainingData, summary: pd.DataFrame) -> Glue:
     """Glue the training length, time and device."""
-    train_cfg = profile["train"]
+    train_cfg = profile.train
     seconds = summary["seconds"]
     recorded = [d for d in pd.unique(summary["device"]) if d != "not recorded"]
     unrecorded = int((summary["device"] == "not recorded").sum())
@@ -477,10 +476,10 @@ def _training_glue(profile: Mapping[str, Any], data: TrainingData, summary: pd.D
         ([", ".join(recorded)] if recorded else [])
         + ([f"the device of {unrecorded} reused checkpoint(s) is not recorded"] if unrecorded else []))
     return {
-        "epochs": (int(train_cfg["epochs"]), None),
-        "batch_size": (int(train_cfg["batch_size"]), None),
-        "lr": (float(train_cfg["lr"]), "g"),
-        "steps": (int(train_cfg["epochs"]) * -(-len(data.train) // int(train_cfg["batch_size"])), None),
+        "epochs": (train_cfg.epochs, None),
+        "batch_size": (train_cfg.batch_size, None),
+        "lr": (train_cfg.lr, "g"),
+        "steps": (train_cfg.epochs * -(-len(data.train) // train_cfg.batch_size), None),
         "train_minutes_total": (float(seconds.sum()) / 60, ".1f"),
         "train_seconds_min": (float(seconds.min()), ".0f"),
         "train_seconds_max": (float(seconds.max()), ".0f"),
@@ -508,7 +507,7 @@ def _loss_glue(balance: pd.DataFrame, ll_floor: float) -> Glue:
 
 
 def run_training_chapter(
-    profile: Mapping[str, Any],
+    profile: Profile,
     data_dir: PathLike = "data",
     results_dir: PathLike = "results",
     device: str | torch.device = "cpu",
@@ -521,7 +520,7 @@ def run_training_chapter(
 
     Parameters
     ----------
-    profile : mapping
+    profile : Profile
         A loaded profile (:func:`swig_lib.experiments.config.load_profile`): reads ``seed``,
         ``train``, ``model``, ``eval.variants`` and ``eval.batch_size``.
     data_dir : str or PathLike
@@ -544,11 +543,11 @@ def run_training_chapter(
         The tables, logs and glued numbers of the chapter; ``training/summary.csv`` is written.
     """
     device = torch.device(device)
-    train_cfg, model_cfg = profile["train"], profile["model"]
-    out = Path(results_dir) / profile["name"]
+    train_cfg, model_cfg = profile.train, profile.model
+    out = Path(results_dir) / profile.name
     figure_dir = out / "training"
     figure_dir.mkdir(parents=True, exist_ok=True)
-    variants = list(profile["eval"]["variants"])
+    variants = list(profile.eval.variants)
     if dataset is None:
         from swig_lib.experiments.subjects.dataset import load_dataset
 
@@ -571,7 +570,7 @@ def run_training_chapter(
     network = network_table(full_model)
     inputs = input_table(variants, data.q_scale, model_cfg)
     for key in ("width", "n_blocks", "first_kernel", "last_kernel"):
-        value = model_cfg[key]
+        value = getattr(model_cfg, key)
         glue[key] = (f"{value} × {value}" if key.endswith("kernel") else value, None)
     glue["n_params_m12"] = (n_params(full_model), None)
 
@@ -583,15 +582,15 @@ def run_training_chapter(
     glue["identity_max_rel"] = (identity, ".1e")
     glue["scaled_floor"] = (SCALED_FLOOR, "g")
 
-    alpha, a = alpha_table(dataset, data, float(train_cfg["alpha"]))
+    alpha, a = alpha_table(dataset, data, train_cfg.alpha)
     glue |= {
         "alpha_rule": (a["alpha_rule"], ".3g"), "alpha_likelihood": (a["alpha_likelihood"], ".3g"),
         "alpha_profile": (a["alpha_used"], ".3g"),
         "alpha_rule_deviation": (100 * abs(a["alpha_used"] / a["alpha_rule"] - 1), ".0f"),
         "alpha_ratio_rule_likelihood": (a["alpha_rule"] / a["alpha_likelihood"], ".0f"),
-        "ll_floor": (a["ll_floor"], ".2f"), "dc_dilation": (int(train_cfg["dc_dilation"]), None),
+        "ll_floor": (a["ll_floor"], ".2f"), "dc_dilation": (train_cfg.dc_dilation, None),
     }
-    start = start_losses(variants, data, model_cfg, train_cfg["alpha"], int(profile["eval"]["batch_size"]))
+    start = start_losses(variants, data, model_cfg, train_cfg.alpha, profile.eval.batch_size)
     ref = REFERENCE_VARIANT if REFERENCE_VARIANT in variants else variants[0]
     glue["ll_start_over_floor"] = (start.loc[(ref, "val"), "loss_lr"] / a["ll_floor"], ".0f")
     glue["lh_start_full"] = (start.loc[(ref, "val"), "loss_guide"], ".3f")
@@ -602,7 +601,7 @@ def run_training_chapter(
     summary_path = figure_dir / "summary.csv"
     previous = None
     if summary_path.is_file():
-        previous = pd.read_csv(summary_path, float_precision="round_trip").set_index("variant")
+        previous = read_csv(summary_path).set_index("variant")
     runs = train_all(profile, variants, out, device, data, device_label or str(device), previous, progress)
     logs = load_training_logs(out / "logs", variants)
     summary = summary_table(logs, runs)

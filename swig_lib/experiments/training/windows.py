@@ -7,7 +7,7 @@ receptive radius, so inference on a crop equals inference on the full slice.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,9 @@ from tqdm.auto import tqdm
 
 from swig_lib.core.kspace import KSpaceTruncation
 from swig_lib.core.models import masked_channel_means, zscore_guide
+from swig_lib.core.protocols import QMRIProtocol
+from swig_lib.core.sequences import PRESETS, GuideProtocol
+from swig_lib.experiments.config import Profile
 from swig_lib.experiments.training.variants import GUIDE_ORDER
 
 # ----------------------------------------------------------------------------------------------
@@ -118,13 +121,14 @@ class SliceSet:
     q_l : Tensor
         (S, 3, h, w) LR maps: PD [a.u.], T1 [ms], T2 [ms].
     guides : Tensor
-        (S, 2, h, w) guides of :data:`GUIDE_ORDER`, z-scored per volume, zero outside the brain.
+        (S, G, h, w) guides (the paper's: G = 2, :data:`GUIDE_ORDER`), z-scored per volume, zero
+        outside the brain.
     mask : Tensor
         (S, h, w) brain mask.
     region : Tensor
         (S, h, w) voxels of the data-consistency term (the dilated brain mask).
     c_l : Tensor
-        (S, 12, h, w) acquired LR contrasts, a.u.
+        (S, n_c, h, w) acquired LR contrasts, a.u. (n_c = 12 for the paper's protocol).
     """
 
     q_l: Tensor
@@ -158,40 +162,53 @@ def slices_first(
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(cropped, -1, 0)))
 
 
-def prepare_subject(acq: Any, size: tuple[int, int], slices: np.ndarray, dilation: int) -> SliceSet:
+def prepare_subject(acq: Any, size: tuple[int, int], slices: np.ndarray, dilation: int,
+                    guides: Sequence[str] = GUIDE_ORDER) -> SliceSet:
     """Crop and slice one subject's acquired data (never its Q_h).
 
     Parameters
     ----------
     acq
-        Acquired data with ``q_l`` (3, X, Y, Z), ``guides`` {"T1w", "T2w"} (X, Y, Z), ``mask``
-        (X, Y, Z) bool and ``lr_contrasts()`` (12, X, Y, Z), as :mod:`swig_lib.experiments.subjects.dataset` provides.
+        Acquired data with ``q_l`` (3, X, Y, Z), ``guides`` by name (X, Y, Z), ``mask``
+        (X, Y, Z) bool and ``lr_contrasts()`` (n_c, X, Y, Z), as :mod:`swig_lib.experiments.subjects.dataset` provides.
     size : (int, int)
         In-plane window (:func:`window_size`).
     slices : numpy.ndarray
         Axial slice indices.
     dilation : int
         Voxels by which the brain mask is dilated for the data-consistency region.
+    guides : sequence of str
+        Guide names, in the channel order of the result (default :data:`GUIDE_ORDER`).
     """
     mask_np = np.asarray(acq.mask, dtype=bool)
     rows, cols = window_indices(mask_np, size)
     mask_t = torch.from_numpy(mask_np)
-    guides = np.stack(
-        [zscore_guide(torch.as_tensor(acq.guides[g]).float(), mask_t).numpy() for g in GUIDE_ORDER]
+    stacked = np.stack(
+        [zscore_guide(torch.as_tensor(acq.guides[g]).float(), mask_t).numpy() for g in guides]
     )
     mask = slices_first(mask_np, rows, cols, slices)
     return SliceSet(
         q_l=slices_first(np.asarray(acq.q_l, dtype=np.float32), rows, cols, slices),
-        guides=slices_first(guides.astype(np.float32), rows, cols, slices),
+        guides=slices_first(stacked.astype(np.float32), rows, cols, slices),
         mask=mask,
         region=dilate(mask, dilation),
         c_l=slices_first(np.asarray(acq.lr_contrasts(), dtype=np.float32), rows, cols, slices),
     )
 
 
+def paper_guide_protocols() -> dict[str, GuideProtocol]:
+    """The paper's guides in the channel order :data:`GUIDE_ORDER`: {"T1w": IR-SPGR, "T2w": SE-alpha}."""
+    return {name: PRESETS[name] for name in GUIDE_ORDER}
+
+
 @dataclass
 class TrainingData:
-    """Everything training reads from a dataset: prepared slices, the map scales and Φ's settings."""
+    """Everything training reads from a dataset: prepared slices, the map scales and the acquisition.
+
+    ``keep`` and ``sigma`` set Φ (eq. 3); ``guide_protocols`` names the guide channels of the
+    slices, in order, with the protocol each guide is synthesised with in L_h (times in ms, flip
+    angles in degrees); ``qmri_protocol`` gives the TR/TE of the contrasts ``c_l``.
+    """
 
     train: SliceSet
     val: SliceSet
@@ -199,6 +216,8 @@ class TrainingData:
     grid: tuple[int, int]
     keep: float
     sigma: float
+    guide_protocols: dict[str, GuideProtocol] = field(default_factory=paper_guide_protocols)
+    qmri_protocol: QMRIProtocol = QMRIProtocol()
 
     @property
     def phi(self) -> KSpaceTruncation:
@@ -212,7 +231,7 @@ def _setting(settings: Any, name: str) -> Any:
 
 
 def prepare_data(
-    dataset: Any, profile: Mapping[str, Any], margin: int, progress: bool = True
+    dataset: Any, profile: Profile, margin: int, progress: bool = True
 ) -> TrainingData:
     """Load the training and validation subjects of ``dataset`` into :class:`SliceSet` s.
 
@@ -220,8 +239,11 @@ def prepare_data(
     ----------
     dataset
         Provides ``subject_ids(split)``, ``acquired(subject_id)`` and ``settings`` (``keep``,
-        ``sigma``), as :func:`swig_lib.experiments.subjects.dataset.load_dataset` returns.
-    profile : mapping
+        ``sigma``), as :func:`swig_lib.experiments.subjects.dataset.load_dataset` returns; and
+        optionally ``guide_protocols`` (guide name → :class:`~swig_lib.core.sequences.GuideProtocol`,
+        in channel order; default :func:`paper_guide_protocols`) and ``qmri_protocol`` (default
+        the paper's), as :class:`swig_lib.experiments.owndata.folder.OwnDataset` does.
+    profile : Profile
         The profile; reads ``train.min_brain_fraction``, ``train.slice_stride``,
         ``train.dc_dilation``.
     margin : int
@@ -229,7 +251,8 @@ def prepare_data(
     progress : bool
         Show a progress bar.
     """
-    cfg = profile["train"]
+    cfg = profile.train
+    guide_protocols = dict(getattr(dataset, "guide_protocols", None) or paper_guide_protocols())
     acquired = {
         split: [
             dataset.acquired(sid)
@@ -239,7 +262,7 @@ def prepare_data(
     }
     masks = [np.asarray(a.mask, dtype=bool) for split in acquired.values() for a in split]
     size = window_size(masks, margin)
-    if cfg["dc_dilation"] > margin:
+    if cfg.dc_dilation > margin:
         raise ValueError("train.dc_dilation must not exceed the crop margin (the receptive radius)")
     sets = {}
     for split, subjects in acquired.items():
@@ -249,9 +272,10 @@ def prepare_data(
                     a,
                     size,
                     select_slices(
-                        np.asarray(a.mask, bool), cfg["min_brain_fraction"], cfg["slice_stride"]
+                        np.asarray(a.mask, bool), cfg.min_brain_fraction, cfg.slice_stride
                     ),
-                    cfg["dc_dilation"],
+                    cfg.dc_dilation,
+                    tuple(guide_protocols),
                 )
                 for a in subjects
             ]
@@ -267,4 +291,6 @@ def prepare_data(
         grid=masks[0].shape[:2],
         keep=float(_setting(dataset.settings, "keep")),
         sigma=float(_setting(dataset.settings, "sigma")),
+        guide_protocols=guide_protocols,
+        qmri_protocol=getattr(dataset, "qmri_protocol", QMRIProtocol()),
     )

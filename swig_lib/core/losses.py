@@ -98,7 +98,10 @@ def data_consistency_loss(
 def correlation_ratio_loss(
     w: Tensor, w_hat: Tensor, mask: Tensor | None = None, eps: float = CORRELATION_EPS
 ) -> Tensor:
-    """Complement of the correlation ratio (eq. 10-11) per image, affine-invariant: 1 − ρ²(W, Ŵ).
+    """The paper's guide term (eq. 10-11, its "correlation ratio") per image, as 1 − ρ²(W, Ŵ).
+
+    ρ is the Pearson correlation: this is the linear special case of Roche's correlation ratio η²,
+    the case the paper's affine model Ŵ ≈ a·W + b assumes; the name follows the paper.
 
     Read literally, eq. 11 (Var(W − Ŵ)/Var(W)) changes when W is rescaled. The paper's model is
     Ŵ ≈ a·W + b with unknown global a, b; minimising Var(Ŵ − (a·W + b))/Var(Ŵ) over a and b (least

@@ -383,7 +383,7 @@ CASES: dict[str, tuple[Setup, int, tuple[str, ...]]] = {
         ("M12++.pt: no trained model", "run `swig train --profile smoke")),
     "data_root_not_a_folder": (
         lambda tmp, files, models: ["data", "--root", str(_file_in_the_way(tmp) / "data")], 1,
-        ("--root", "notes.txt is not a folder", "choose another --root")),
+        ("--data", "notes.txt is not a folder", "choose another --data")),
 }
 
 

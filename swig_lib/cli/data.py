@@ -17,7 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
         "when their settings, code fingerprint and checksums match.",
     )
     parser.add_argument("--profile", choices=PROFILES, default="quick", help="default quick")
-    parser.add_argument("--root", default="data", help="data root folder (default: data)")
+    parser.add_argument("--data", "--root", dest="root", default="data",
+                        help="data root folder, as for the other commands (default: data)")
     parser.add_argument("--force", action="store_true", help="rebuild even if intact")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--workers", type=positive_int, default=None,
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from swig_lib.experiments.config import load_profile
     from swig_lib.experiments.subjects.dataset import MANIFEST, SPLITS, Dataset, build_dataset, folder_size
 
-    check_writable(args.root, "--root")
+    check_writable(args.root, "--data")
     profile = load_profile(args.profile)
     folder, reused = build_dataset(profile, args.root, force=args.force, progress=not args.no_progress,
                                    workers=args.workers)

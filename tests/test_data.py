@@ -255,3 +255,29 @@ def test_anatomy_redraws_the_stored_maps(tiny: tuple[Path, data.Dataset]) -> Non
     np.testing.assert_allclose(sums, 1.0, atol=1e-5)
     with pytest.raises(KeyError, match="sub-99"):
         ds.anatomy("sub-99")
+
+
+@pytest.mark.parametrize(("flag", "source", "dataset"), [
+    ([], "mni152", "mni152-smoke"),
+    (["--anatomy-source", "mni152"], "mni152", "mni152-smoke"),
+    (["--anatomy-source", "synthsr"], "synthsr", "synthsr-smoke"),
+    (["--anatomy-source", "mix"], "mix", "mix-smoke"),
+])
+def test_cli_anatomy_source_picks_its_own_dataset(flag: list[str], source: str, dataset: str, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_build(profile, root, **kwargs):
+        seen.update(source=profile.data["anatomy_source"], dataset=profile.data["dataset"], root=str(root))
+        raise Stop
+
+    monkeypatch.setattr("swig_lib.experiments.subjects.dataset.build_dataset", fake_build)
+    with pytest.raises(Stop):
+        from swig_lib.cli import build_parser
+        from swig_lib.cli.data import run
+
+        run(build_parser().parse_args(["data", "--profile", "smoke", "--data", str(tmp_path), *flag]))
+    assert seen == {"source": source, "dataset": dataset, "root": str(tmp_path)}

@@ -11,6 +11,8 @@ from swig_lib.experiments.config import PROFILES
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Register ``swig data``."""
+    from swig_lib.experiments.subjects.dataset import ANATOMY_SOURCES
+
     parser = subparsers.add_parser(
         "data", parents=[common], help="build (or verify) the digital subjects of a profile",
         description="Build the digital subjects of a profile under <root>/<dataset>, or reuse them "
@@ -19,6 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     parser.add_argument("--profile", choices=PROFILES, default="quick", help="default quick")
     parser.add_argument("--data", "--root", dest="root", default="data",
                         help="data root folder, as for the other commands (default: data)")
+    parser.add_argument("--anatomy-source", choices=tuple(ANATOMY_SOURCES), default=None,
+                        help="where the subjects' anatomy comes from (default: the profile's data.anatomy_source); "
+                        "another source than the profile's builds its own dataset <source>-<profile>")
     parser.add_argument("--force", action="store_true", help="rebuild even if intact")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--workers", type=positive_int, default=None,
@@ -33,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
 
     check_writable(args.root, "--data")
     profile = load_profile(args.profile)
+    source = args.anatomy_source
+    if source is not None and source != profile.data["anatomy_source"]:
+        overrides = {"data.anatomy_source": source, "data.dataset": f"{source}-{args.profile}"}
+        profile = load_profile(args.profile, overrides)
     folder, reused = build_dataset(profile, args.root, force=args.force, progress=not args.no_progress,
                                    workers=args.workers)
     if reused:

@@ -19,3 +19,57 @@ def test_paper_table2_and_the_side_by_side_layout() -> None:
     assert table.index.tolist() == [("Acq1", "FLAIR")]
     assert table.loc[("Acq1", "FLAIR"), ("ours", "SSIM ↑", "from Q_l")] == "0.55 ± 0.07"
     assert table.loc[("Acq1", "FLAIR"), ("paper", "HFEN ↓", "from Q̂_h")] == "1.13 ± 0.12"
+
+
+def _summary(sr_better: bool) -> pd.DataFrame:
+    """A table2-like summary: Q_l SSIM 0.8 / HFEN 0.6; SR 0.9 / 0.5 (better) or 0.7 / 0.7."""
+    from swig_lib.experiments.crossseq.settings import PROTOCOLS, SOURCES
+
+    rows = []
+    for protocol in PROTOCOLS:
+        for contrast in ("T1w", "T2w", "FLAIR"):
+            for source in SOURCES:
+                good = source == "SR" and sr_better
+                bad = source == "SR" and not sr_better
+                rows.append({"protocol": protocol, "contrast": contrast, "source": source,
+                             "ssim_mean": 0.9 if good else 0.7 if bad else 0.8,
+                             "hfen_mean": 0.5 if good else 0.7 if bad else 0.6})
+    return pd.DataFrame(rows).set_index(["protocol", "contrast", "source"])
+
+
+def test_synthesis_glue_names_values_and_counts() -> None:
+    from swig_lib.experiments.crossseq.tables import synthesis_glue
+
+    two = synthesis_glue(_summary(True), ("T1w", "T2w"), "xs")
+    assert two["xs_T1w_Acq1_SR_ssim"] == (0.9, ".3f")
+    assert two["xs_T2w_Acq5_Q_l_hfen"] == (0.6, ".3f")
+    assert two["xs_ssim_better"] == ("6 of 6", None) and two["xs_hfen_better"] == ("6 of 6", None)
+    one = synthesis_glue(_summary(False), ("FLAIR",), "flair")
+    assert one["flair_Acq1_SR_hfen"] == (0.7, ".3f")
+    assert one["flair_ssim_better"] == ("0 of 3", None) and one["flair_hfen_better"] == ("0 of 3", None)
+    assert len(one) == 3 * 2 * 2 + 2
+
+
+def test_verdict_glue_reads_the_acq1_versus_acq5_table() -> None:
+    from swig_lib.experiments.crossseq.tables import verdict_glue
+
+    index = pd.MultiIndex.from_tuples(
+        [("mape", "T1", "WM"), ("mape", "T2", "WM"), ("ssim", "T1", "brain"), ("ssim", "T2", "brain")])
+    verdict = pd.DataFrame({"Acq1": [10.0, 12.0, 0.8, 0.7], "SR(Acq1)": [9.0, 11.0, 0.85, 0.75],
+                            "Acq5": [8.0, 10.0, 0.9, 0.8], "SR(Acq5)": [7.0, 9.0, 0.92, 0.82],
+                            "SR(Acq1) ≥ Acq5": [False, False, False, True]}, index=index)
+    glue = verdict_glue(verdict)
+    assert glue["xs_acq1_reaches"] == ("1 of 4", None)
+    assert glue["xs_mape_WM_T2_SR_Acq1"] == (11.0, ".1f")
+    assert glue["xs_ssim_T1_Acq5"] == (0.9, ".3f")
+    assert len(glue) == 1 + 2 * 4 * 2
+
+
+def test_settings_describe_names_the_acquisition() -> None:
+    from swig_lib.experiments.config import load_profile
+    from swig_lib.experiments.crossseq.settings import CrossSequenceSettings
+
+    text = CrossSequenceSettings.from_profile(load_profile("smoke")).describe()
+    lines = text.splitlines()
+    assert len(lines) == 5 and "spokes per time point in Acq5 (a quarter in Acq1)" in lines[0]
+    assert lines[-1] == "synthesised images are compared after a least-squares affine intensity match"

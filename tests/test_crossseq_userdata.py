@@ -6,6 +6,7 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
 from _crossseq import checkpoint, phantom
 
@@ -60,3 +61,18 @@ def test_user_data_path_on_small_nifti_files(tmp_path: Path) -> None:
     moved = save_nifti(tmp_path / "moved.nii.gz", np.ones((40, 36, 4)), np.diag([1.0, 1.0, 3.0, 1.0]))
     with pytest.raises(DataValidationError, match="affine"):
         evaluate_user_data(model, {"fast": files["fast"]}, files["T1w"], moved, mask=files["mask"])
+
+
+def test_user_data_report_is_the_chapter_view_of_evaluate_user_data(tmp_path: Path) -> None:
+    from swig_lib.experiments.crossseq.tables import format_table2
+    from swig_lib.experiments.crossseq.userdata import user_data_report
+
+    files = _user_files(tmp_path)
+    model = checkpoint(tmp_path / "M12++.pt")
+    assert user_data_report(None, model, ("T1w", "T2w")) is None
+    user_data = {"maps": {"fast": files["fast"]}, "t1w": files["T1w"], "t2w": files["T2w"], "mask": files["mask"]}
+    table, example = user_data_report(user_data, model, ("T1w", "T2w"))
+    direct = evaluate_user_data(model, {"fast": files["fast"]}, t1w=files["T1w"], t2w=files["T2w"],
+                                mask=files["mask"])
+    pd.testing.assert_frame_equal(table, format_table2(table2(direct.synthesis), ("T1w", "T2w"), paper=False))
+    assert example.subject == direct.example.subject and example.slice == direct.example.slice

@@ -66,6 +66,21 @@ class CrossSequenceSettings:
     images: ImageSettings = field(default_factory=ImageSettings)
     recon: ReconSettings = field(default_factory=ReconSettings)
 
+    def describe(self) -> str:
+        """The simulated acquisition and the comparison, in a few lines for a chapter's page."""
+        radial, images = self.acquisition, self.images
+        flair = images.flair_protocol
+        match = "after a least-squares affine intensity match" if self.intensity_match == "affine" else "raw"
+        return "\n".join((
+            f"radial sequence: {radial.sequence.n_timepoints} time points per cycle, "
+            f"{radial.n_repetitions} spokes per time point in Acq5 (a quarter in Acq1),",
+            f"  k-space radius {radial.kmax_fraction:g} of Nyquist, noise {radial.noise_std:g} a.u.",
+            f"acquired images: noise {images.noise:.0%} of the mean brain signal, "
+            f"bias field with log-sd {images.bias:g}",
+            f"T2-FLAIR: TR/TE/TI = {flair.tr:.0f}/{flair.te:.0f}/{flair.ti:.0f} ms",
+            f"synthesised images are compared {match}",
+        ))
+
     def __post_init__(self) -> None:
         if self.intensity_match not in ("affine", "none"):
             raise ValueError(f"intensity_match must be 'affine' or 'none', got {self.intensity_match!r}")

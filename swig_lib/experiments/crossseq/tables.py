@@ -18,8 +18,9 @@ from swig_lib import paper
 from swig_lib.core.models import MAP_NAMES
 from swig_lib.experiments.crossseq.acquisition import IMAGE_NAMES
 from swig_lib.experiments.crossseq.scoring import TISSUES
-from swig_lib.experiments.crossseq.settings import PROTOCOLS, REFERENCE
+from swig_lib.experiments.crossseq.settings import PROTOCOLS, REFERENCE, SOURCES
 from swig_lib.experiments.evaluation.ranking import mean_sd
+from swig_lib.experiments.results import Glue
 
 
 def paper_table2() -> pd.DataFrame:
@@ -162,3 +163,63 @@ def acq1_versus_acq5(maps: pd.DataFrame, tissue: pd.DataFrame) -> pd.DataFrame:
     table["SR(Acq1) ≥ Acq5"] = np.where(higher, table["SR(Acq1)"] >= table["Acq5"],
                                         table["SR(Acq1)"] <= table["Acq5"])
     return table
+
+
+def synthesis_glue(summary: pd.DataFrame, contrasts: Sequence[str], prefix: str) -> Glue:
+    """Glue values of the Table II analogue: each protocol's means and how often SR improves on Q_l.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        :func:`table2`.
+    contrasts : sequence of str
+        The contrasts of the page, e.g. ``("T1w", "T2w")`` (chapter 04) or ``("FLAIR",)`` (05).
+    prefix : str
+        Key prefix. With one contrast the keys are ``<prefix>_<protocol>_<source>_<metric>``,
+        with several ``<prefix>_<contrast>_<protocol>_<source>_<metric>``; then
+        ``<prefix>_ssim_better`` and ``<prefix>_hfen_better``: "k of n" protocol-contrast pairs in
+        which the SR output beats Q_l (SSIM higher, HFEN lower).
+
+    Returns
+    -------
+    Glue
+        Values (format ``.3f`` for the means).
+    """
+    glue: Glue = {}
+    better = {"ssim": 0, "hfen": 0}
+    for protocol in PROTOCOLS:
+        for contrast in contrasts:
+            tag = protocol if len(contrasts) == 1 else f"{contrast}_{protocol}"
+            for metric in better:
+                for source in SOURCES:
+                    glue[f"{prefix}_{tag}_{source}_{metric}"] = (
+                        summary.loc[(protocol, contrast, source), f"{metric}_mean"], ".3f")
+            ql, sr = (summary.loc[(protocol, contrast, s)] for s in SOURCES)
+            better["ssim"] += int(sr.ssim_mean > ql.ssim_mean)
+            better["hfen"] += int(sr.hfen_mean < ql.hfen_mean)
+    for metric, count in better.items():
+        glue[f"{prefix}_{metric}_better"] = (f"{count} of {len(PROTOCOLS) * len(contrasts)}", None)
+    return glue
+
+
+def verdict_glue(verdict: pd.DataFrame) -> Glue:
+    """Glue values of :func:`acq1_versus_acq5`: how often SR(Acq1) reaches Acq5, WM errors, SSIM.
+
+    Parameters
+    ----------
+    verdict : pandas.DataFrame
+        :func:`acq1_versus_acq5`.
+
+    Returns
+    -------
+    Glue
+        ``xs_acq1_reaches`` ("k of n"), ``xs_mape_WM_<map>_<column>`` (%) and
+        ``xs_ssim_<map>_<column>`` for T1 and T2.
+    """
+    glue: Glue = {"xs_acq1_reaches": (f"{int(verdict['SR(Acq1) ≥ Acq5'].sum())} of {len(verdict)}", None)}
+    keys = {"Acq1": "Acq1", "SR(Acq1)": "SR_Acq1", "Acq5": "Acq5", "SR(Acq5)": "SR_Acq5"}
+    for name in ("T1", "T2"):
+        for column, key in keys.items():
+            glue[f"xs_mape_WM_{name}_{key}"] = (verdict.loc[("mape", name, "WM"), column], ".1f")
+            glue[f"xs_ssim_{name}_{key}"] = (verdict.loc[("ssim", name, "brain"), column], ".3f")
+    return glue

@@ -29,6 +29,7 @@ from swig_lib.core.protocols import FlairProtocol
 from swig_lib.experiments.crossseq.acquisition import WeightedProtocol, image_protocols
 from swig_lib.experiments.crossseq.example import Example, example_slice
 from swig_lib.experiments.crossseq.scoring import synthesis_scores, synthesized_images
+from swig_lib.experiments.crossseq.tables import format_table2, table2
 from swig_lib.experiments.inference import load_model, predict_volume
 from swig_lib.experiments.training.windows import select_slices
 
@@ -146,3 +147,40 @@ def evaluate_user_data(
     rows = synthesis_scores(images, acquired, brain, slices)
     example = example_slice("user", int(slices[len(slices) // 2]), brain, sets, acquired, images, None)
     return UserResults(pd.DataFrame(rows), example, Path(model_path).stem)
+
+
+def user_data_report(
+    user_data: Mapping[str, object] | None,
+    default_model: PathLike,
+    contrasts: tuple[str, ...],
+    intensity_match: str = "affine",
+    device: str | torch.device = "cpu",
+) -> tuple[pd.DataFrame, Example] | None:
+    """The Table II analogue and the display slice for a chapter's ``user_data`` parameter.
+
+    Parameters
+    ----------
+    user_data : mapping or None
+        Keyword arguments of :func:`evaluate_user_data`, plus an optional ``"model"`` (a checkpoint
+        path); None when the reader gave no data.
+    default_model : path
+        Checkpoint used when ``user_data`` names none (the chapter's SR model).
+    contrasts : tuple of str
+        Contrasts of the table.
+    intensity_match : str
+        As for :func:`evaluate_user_data`.
+    device : str or torch.device
+        Device of the network.
+
+    Returns
+    -------
+    tuple of (pandas.DataFrame, Example) or None
+        :func:`~swig_lib.experiments.crossseq.tables.format_table2` of the user's scores (without
+        the paper's columns) and the display slice; None without user data.
+    """
+    if user_data is None:
+        return None
+    inputs = {key: value for key, value in user_data.items() if key != "model"}
+    user = evaluate_user_data(user_data.get("model", default_model), **inputs,
+                              intensity_match=intensity_match, device=device)
+    return format_table2(table2(user.synthesis), contrasts, paper=False), user.example

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= quick
 
-.PHONY: book test lint install
+.PHONY: book test lint install release
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,6 +18,11 @@ install: $(VENV)/.installed
 
 book: install
 	$(VENV)/bin/swig reproduce --profile $(PROFILE)
+
+# The selected model of results/$(PROFILE) as the package's released model (swig_lib/released/),
+# with its model card; run after `make book`. `swig apply` uses it when no --model is given.
+release: install
+	$(VENV)/bin/swig release --profile $(PROFILE)
 
 test: install
 	$(PY) -m pytest

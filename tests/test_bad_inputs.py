@@ -262,6 +262,8 @@ CASES: dict[str, tuple[Setup, int, tuple[str, ...]]] = {
         lambda tmp, files, models: ["data", "--root", str(tmp / "data"), "--workers", "0"], 2,
         ("argument --workers", "at least 1")),
     "adapt_zero": (_apply("--adapt", "0"), 2, ("argument --adapt", "at least 1, got '0'")),
+    "adapt_lr_scale_above_one": (_apply("--adapt", "2", "--adapt-lr-scale", "2"), 2,
+                                 ("argument --adapt-lr-scale", "must be a number in (0, 1], got '2'")),
     "adapt_and_from_scratch": (
         _apply("--adapt", "2", "--from-scratch", "2"), 2,
         ("argument --from-scratch: not allowed with argument --adapt",)),

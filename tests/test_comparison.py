@@ -11,6 +11,7 @@ from _phantom import FakeDataset, make_subject, tiny_profile
 from _prose import glued_names
 
 from swig_lib.experiments.arms.chapter import (
+    ADAPTATION_COLUMNS,
     ALL,
     BILATERAL,
     GUIDED,
@@ -22,6 +23,8 @@ from swig_lib.experiments.arms.chapter import (
     SUBSET,
     SUPERVISED,
     SWIG,
+    SWIG_ADAPT,
+    AdaptedArm,
     Arm,
     ArmsSettings,
     SubjectInputs,
@@ -30,13 +33,16 @@ from swig_lib.experiments.arms.chapter import (
     fig_slice,
     fig_subjects,
     filter_arm,
+    network_arm,
     run_comparison,
 )
 from swig_lib.experiments.arms.guided import FilterParams
+from swig_lib.experiments.crossseq.tables import adaptation_verdict
 from swig_lib.experiments.evaluation.evaluate import evaluate
 from swig_lib.experiments.evaluation.ranking import BASELINE
+from swig_lib.experiments.owndata.adapt import Recipe
 from swig_lib.experiments.subjects.dataset import TISSUE_LABELS
-from swig_lib.experiments.training.checkpoints import CHECKPOINT_FORMAT
+from swig_lib.experiments.training.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, model_from_checkpoint
 from swig_lib.experiments.training.loop import train_variant
 from swig_lib.experiments.training.windows import prepare_subject, window_indices, window_size
 
@@ -49,10 +55,11 @@ ARMS = {
                  "width": 4, "depth": 2, "sigma_min": 0.1, "sigma_max": 2.0},
     "pnp": {"iterations": 1, "sigma_max": 1.0, "sigma_min": 1.0, "lam": 1.0},
     "inr": {"n_frequencies": 8, "width": 8, "depth": 1, "steps": 2, "lr": 1e-3},
+    "adapt_steps": 30,
 }
 PROFILE = tiny_profile(seed=0, epochs=1, arms=ARMS)
-BUILT_IN = [SWIG, GUIDED, BILATERAL, PNP, INR, INR_DC, SUPERVISED, Q2MRI]
-PER_SCAN = {PNP, INR, INR_DC}
+BUILT_IN = [SWIG, SWIG_ADAPT, GUIDED, BILATERAL, PNP, INR, INR_DC, SUPERVISED, Q2MRI]
+PER_SCAN = {SWIG_ADAPT, PNP, INR, INR_DC}
 
 
 class LabelledDataset(FakeDataset):
@@ -92,7 +99,7 @@ def test_tables_have_every_arm_scope_subject_map_and_region(comparison) -> None:
     assert len(full) == (1 + 5 + 1) * 2 * 3 * 2  # models x subjects x maps x regions
     subset = table[table["scope"] == SUBSET]
     assert set(subset["model"]) == {BASELINE, *BUILT_IN, ORACLE} and set(subset["subject"]) == {"sub-03"}
-    assert len(subset) == (1 + 8 + 1) * 1 * 3 * 2
+    assert len(subset) == (1 + 9 + 1) * 1 * 3 * 2
     assert list(results.features.index) == [*BUILT_IN, ORACLE]
     assert list(results.features.columns) == [
         "HR qMRI labels", "subject guides", "training set", "per-scan optimisation", "follows", "training [s]",
@@ -107,7 +114,7 @@ def test_tables_have_every_arm_scope_subject_map_and_region(comparison) -> None:
     assert list(tissue.columns) == ["scope", "model", "subject", "tissue", "map", "mape", "n_voxels"]
     assert (tissue.loc[tissue["model"] == ORACLE, "mape"] == 0).all()
     assert (tissue.loc[tissue["model"] == BASELINE, "mape"] > 0).any()
-    for name in ("per_subject", "summary", "ranking", "features", "tissue", "goals"):
+    for name in ("per_subject", "summary", "ranking", "features", "tissue", "goals", "adaptation"):
         assert (out / "comparison" / f"{name}.csv").is_file(), name
     written = pd.read_csv(out / "comparison" / "per_subject.csv")
     pd.testing.assert_frame_equal(written, table)
@@ -141,7 +148,7 @@ def test_the_ranking_is_the_papers_rank_sum_of_the_mean_metrics(comparison) -> N
         assert total.to_dict() == pytest.approx(ranking.total.to_dict()), (scope, region)
         assert ranking.selected == total.idxmin()
     head = results.table[(results.table["scope"] == SUBSET) & (results.table["region"] == "brain")]
-    free = head[~head["model"].isin([SUPERVISED, Q2MRI, ORACLE])]
+    free = head[~head["model"].isin([SUPERVISED, Q2MRI, ORACLE, SWIG_ADAPT])]  # the goal ranks SWIG as trained
     assert set(results.label_free.total.index) == set(free["model"]) - {BASELINE}
 
 
@@ -178,7 +185,7 @@ def test_glue_covers_the_prose_and_figures_have_every_arm(comparison) -> None:
     assert {"cmp_goal_labelfree", "cmp_hfen_share_t1", "rank_swig", "time_pnp"} <= used
     assert used <= set(results.glue)
     assert list(results.display.panels) == ["Q_h", *BUILT_IN, ORACLE, BASELINE]
-    assert len(fig_slice(results).axes) == 3 * 11 + 3
+    assert len(fig_slice(results).axes) == 3 * 12 + 3
     figures = fig_subjects(results, ALL)
     assert list(figures) == ["ssim", "hfen"] and len(figures["ssim"].axes) == 3
     assert results.ranking_table().loc[("Total rank", ""), ORACLE] == "6"
@@ -244,3 +251,47 @@ def test_paste_puts_window_maps_back_on_their_slices() -> None:
     assert np.array_equal(volume[:, 1:4, 0:2, 0], maps[0].numpy()) and np.array_equal(volume[:, 1:4, 0:2, 3],
                                                                                     maps[1].numpy())
     assert volume.sum() == maps.sum().item()
+
+
+def test_swig_with_adaptation_lowers_its_loss_and_is_compared_with_swig(comparison) -> None:
+    _, _, results = comparison
+    runs = results.adaptation
+    assert list(runs.columns) == list(ADAPTATION_COLUMNS) and runs["subject"].tolist() == ["sub-03"]
+    assert runs["steps"].tolist() == [30] and (runs["loss_after"] < runs["loss_before"]).all()
+    table = results.adaptation_table()
+    part = results.summary[(results.summary["scope"] == SUBSET) & (results.summary["region"] == "brain")]
+    for (metric, name), row in table.iterrows():
+        means = part[(part["metric"] == metric) & (part["map"] == name)].set_index("model")["mean"]
+        assert (row[SWIG], row[SWIG_ADAPT]) == (means[SWIG], means[SWIG_ADAPT])
+        assert row["change"] == row[SWIG_ADAPT] - row[SWIG]
+        assert row["better"] == (row["change"] > 0 if metric == "ssim" else row["change"] < 0)
+    better = int(table["better"].sum())
+    assert results.glue["cmp_adapt_better"] == (f"{better} of 6", None)
+    assert results.glue["cmp_adapt_verdict"] == (adaptation_verdict(better, 6), None)
+    assert results.glue["cmp_adapt_loss_fell"] == ("1 of 1", None) and results.glue["cmp_adapt_steps"] == (30, None)
+    features = results.features.loc[SWIG_ADAPT]
+    assert features["per-scan optimisation"] == "yes" and features["slices per subject"] == 2
+    assert features["training [s]"] == results.features.loc[SWIG, "training [s]"]
+    assert SWIG_ADAPT in results.rankings[(SUBSET, "brain")].total
+    assert SWIG_ADAPT not in results.rankings[(ALL, "brain")].total
+
+
+def test_with_zero_steps_the_adapted_arm_predicts_exactly_as_swig(comparison) -> None:
+    out, dataset, _ = comparison
+    payload = load_checkpoint(out / "checkpoints" / "M12++.pt")
+    model, recipe = model_from_checkpoint(payload, "cpu"), Recipe.of_checkpoint(payload)
+    acq = dataset.acquired("sub-03")
+    slices = np.arange(acq.mask.shape[-1])
+    size = window_size([acq.mask], 2)
+    subject = SubjectInputs("sub-03", acq, acq.mask, slices, prepare_subject(acq, size, slices, 2),
+                            *window_indices(acq.mask, size))
+    index = np.array([0, 2])
+    swig = network_arm(model, 2)(subject, index)
+    assert np.array_equal(AdaptedArm(model, recipe, 0, 0, 2, torch.device("cpu"))(subject, index), swig)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    adapted = AdaptedArm(model, recipe, 3, 0, 2, torch.device("cpu"))
+    changed = adapted(subject, index)
+    assert not np.array_equal(changed, swig) and len(adapted.records) == 1
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # SWIG itself is untouched
+    assert np.array_equal(network_arm(model, 2)(subject, index), swig)
+    assert np.array_equal(AdaptedArm(model, recipe, 3, 0, 2, torch.device("cpu"))(subject, index), changed)

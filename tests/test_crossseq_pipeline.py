@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -18,7 +19,8 @@ from _phantom import FakeDataset, tiny_profile
 from swig_lib.experiments.config import Profile
 from swig_lib.experiments.crossseq import figures as crossseq_figures
 from swig_lib.experiments.crossseq import pipeline
-from swig_lib.experiments.crossseq.settings import PROTOCOLS, REFERENCE, CrossSequenceSettings
+from swig_lib.experiments.crossseq.settings import ADAPTED, PROTOCOLS, REFERENCE, CrossSequenceSettings
+from swig_lib.experiments.training.loop import train_variant
 
 matplotlib.use("Agg")
 
@@ -89,21 +91,22 @@ def test_run_cross_sequence_end_to_end_and_reuse(tmp_path: Path, monkeypatch: py
     assert result.info["variant"] == "M12++"
     assert result.info["sr_checkpoint"] == str(tmp_path / "tiny" / "checkpoints" / "M12++.pt")
     assert set(result.synthesis["protocol"]) == {*PROTOCOLS, REFERENCE}
-    assert set(result.maps["protocol"]) == set(PROTOCOLS) and set(result.tissue["tissue"]) == {"WM", "GM"}
+    assert set(result.maps["protocol"]) == set(PROTOCOLS) and set(result.tissue["tissue"]) == {"WM", "GM", "CSF"}
     # Untrained SWIG model = identity: SR equals its input (up to float rounding).
     part = result.maps.pivot_table(index=["subject", "protocol", "map", "slice"], columns="source",
                                    values="ssim")
     np.testing.assert_allclose(part["SR"], part["Q_l"], atol=1e-4)
     folder = tmp_path / "tiny" / "crosssequence"
     assert {p.name for p in folder.iterdir()} == {"synthesis.csv", "table2.csv", "maps.csv", "tissue.csv",
-                                                  "sulci.csv", "run.json"}
+                                                  "sulci.csv", "adaptation.csv", "adaptation_runs.csv", "run.json"}
+    assert result.adaptation.empty and list(result.adaptation_runs.columns) == list(pipeline.COLUMNS["adaptation_runs"])
     again = pipeline.run_cross_sequence(profile, "M12++", results_dir=tmp_path, progress=False)
-    assert again.info["reused"]
+    assert again.info["reused"] and list(again.adaptation.columns) == list(pipeline.COLUMNS["adaptation"])
     pd.testing.assert_frame_equal(again.maps, result.maps, check_exact=False)
     assert again.example.slice == result.example.slice
     np.testing.assert_array_equal(again.example.maps[("Acq1", "SR")], result.example.maps[("Acq1", "SR")])
     figure = crossseq_figures.plot_tissue_errors(result.tissue)
-    assert len(figure.axes) == 4
+    assert len(figure.axes) == 6  # T1 and T2 in WM, GM and CSF
 
     # The variant is the caller's: a selection file of the ablation does not change it.
     selection = tmp_path / "tiny" / "metrics" / "selected_model.json"
@@ -140,3 +143,30 @@ def test_the_cross_sequence_modules_do_not_import_the_book_tooling() -> None:
             "print(sorted(m for m in sys.modules if m.startswith('swig_lib.book')))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_adapting_the_sr_model_to_acq1_and_acq5(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dataset = LabelledDataset(n_train=1, n_val=1, n_test=2)
+    monkeypatch.setattr(pipeline, "load_dataset", lambda *args, **kwargs: dataset)
+    section = {"slice_stride": 2, "min_brain_fraction": 0.0, "acquisition": {"n_t1": 40, "n_t2": 40},
+               "recon": {"epochs": 1, "batch_size": 2, "min_brain_fraction": 0.0}}
+    profile = tiny_profile(name="tiny", model=MODEL, crosssequence=section | {"adapt_subjects": 1, "adapt_steps": 3})
+    train_variant(profile, "M12++", tmp_path / "tiny", device="cpu", dataset=dataset, progress=False)
+    result = pipeline.run_cross_sequence(profile, "M12++", results_dir=tmp_path, progress=False)
+    runs, scores = result.adaptation_runs, result.adaptation
+    assert runs[["subject", "protocol", "steps", "slices"]].values.tolist() == [
+        ["sub-02", "Acq1", 3, 2], ["sub-02", "Acq5", 3, 2]]
+    assert (runs["seconds"] > 0).all() and np.isfinite(runs[["loss_before", "loss_after"]]).all().all()
+    keys = ["subject", "protocol", "map", "slice"]
+    sr = result.maps[result.maps["source"] == "SR"].merge(scores[keys], on=keys)
+    assert len(scores) == len(sr) == 2 * 3 * 2 and set(scores["source"]) == {ADAPTED}
+    assert not np.allclose(scores.sort_values(keys)["ssim"], sr.sort_values(keys)["ssim"])  # the model moved
+    # Everything else is as without adaptation.
+    shutil.copytree(tmp_path / "tiny" / "checkpoints", tmp_path / "b" / "tiny" / "checkpoints")
+    plain = pipeline.run_cross_sequence(tiny_profile(name="tiny", model=MODEL, crosssequence=section), "M12++",
+                                        results_dir=tmp_path / "b", progress=False)
+    for name in ("synthesis", "maps", "tissue", "sulci"):
+        pd.testing.assert_frame_equal(getattr(result, name), getattr(plain, name))
+    again = pipeline.run_cross_sequence(profile, "M12++", results_dir=tmp_path, progress=False)
+    assert again.info["reused"]
+    pd.testing.assert_frame_equal(again.adaptation_runs, runs, check_exact=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from swig_lib.experiments.crossseq.tables import format_table2, paper_table2, table2
 
@@ -73,3 +74,34 @@ def test_settings_describe_names_the_acquisition() -> None:
     lines = text.splitlines()
     assert len(lines) == 5 and "spokes per time point in Acq5 (a quarter in Acq1)" in lines[0]
     assert lines[-1] == "synthesised images are compared after a least-squares affine intensity match"
+
+
+def test_adaptation_summary_compares_sr_before_and_after_on_the_adapted_slices_only() -> None:
+    from swig_lib.experiments.crossseq.settings import ADAPTED
+    from swig_lib.experiments.crossseq.tables import adaptation_glue, adaptation_summary, adaptation_verdict
+
+    def rows(source: str, subject: str, ssim: float, hfen: float) -> list[dict]:
+        return [{"subject": subject, "protocol": p, "source": source, "map": m, "slice": z, "ssim": ssim + 0.01 * z,
+                 "hfen": hfen} for p in ("Acq1", "Acq5") for m in ("PD", "T1", "T2") for z in (4, 6)]
+
+    # SR of sub-02 (not adapted) and the Q_l rows must not enter the comparison.
+    maps = pd.DataFrame(rows("SR", "sub-01", 0.80, 0.40) + rows("SR", "sub-02", 0.10, 9.0)
+                        + rows("Q_l", "sub-01", 0.5, 0.9))
+    adapted = pd.DataFrame(rows(ADAPTED, "sub-01", 0.70, 0.30))
+    summary = adaptation_summary(maps, adapted)
+    assert summary.index.names == ["protocol", "metric", "map"] and len(summary) == 12
+    assert list(summary.columns) == ["SR", ADAPTED, "change", "better"]
+    assert summary.loc[("Acq1", "ssim", "T1"), "SR"] == pytest.approx(0.85)  # mean of slices 4 and 6
+    assert summary.loc[("Acq5", "hfen", "T2"), ADAPTED] == pytest.approx(0.30)
+    assert summary["better"].tolist() == [False] * 3 + [True] * 3 + [False] * 3 + [True] * 3  # SSIM down, HFEN down
+    runs = pd.DataFrame([{"subject": "sub-01", "protocol": p, "steps": 50, "slices": 2, "seconds": s,
+                          "loss_before": 10.0, "loss_after": after}
+                         for p, s, after in (("Acq1", 10.0, 9.0), ("Acq5", 20.0, 11.0))])
+    glue = adaptation_glue(summary, runs)
+    assert glue["xs_adapt_volumes"] == ("the Acq1 and Acq5 maps of 1 test subject(s)", None)
+    assert glue["xs_adapt_seconds"] == (15.0, ".0f") and glue["xs_adapt_steps"] == (50, None)
+    assert glue["xs_adapt_better"] == ("6 of 12", None) and glue["xs_adapt_loss_fell"] == ("1 of 2", None)
+    assert glue["xs_adapt_verdict"][0] == adaptation_verdict(6, 12) == (
+        "adaptation helps only in part: it improves 6 of 12 map-metric pairs and not the others")
+    assert adaptation_verdict(0, 6) == "adaptation does not help here: it improves no map on either metric"
+    assert adaptation_verdict(6, 6) == "adaptation helps: it improves every map on both metrics"

@@ -7,11 +7,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from swig_lib.core.io import MissingFileError
+from swig_lib.core.models import SwigResNet
 from swig_lib.experiments.arms.guided import FilterParams
 from swig_lib.experiments.config import PROFILES, load_profile
 from swig_lib.experiments.limits import chapter as C
+from swig_lib.experiments.limits import mismatch as M
 from swig_lib.experiments.limits.settings import LimitsSettings
+from swig_lib.experiments.subjects.anatomy import TISSUE_VALUES, TISSUES, mix_tissues
+from swig_lib.experiments.subjects.dataset import acquire, tissue_labels
+from swig_lib.experiments.training.checkpoints import CHECKPOINT_FORMAT, save_checkpoint
+from swig_lib.experiments.training.variants import GUIDE_ORDER
 
 
 def test_settings_of_every_profile() -> None:
@@ -89,8 +97,8 @@ def test_guidance_table_and_advice() -> None:
     assert text.loc["shift", ("tolerable", "SWIG")] == "1 mm"
     assert text.loc["TE", ("gain kept there", "guided filter")] == "50 %"
     assert C.advice(table, "shift", 0.5) == (
-        "With guides shifted by 3 mm, SWIG falls below Q_l (-100 % of its gain); the guided filter falls below Q_l "
-        "(-100 % of its gain). To keep at least 50 % of SWIG's gain, register the guides to the maps within 1 mm.")
+        "With guides shifted by 3 mm, SWIG falls below Q_l (−100 % of its gain); the guided filter falls below Q_l "
+        "(−100 % of its gain). To keep at least 50 % of SWIG's gain, register the guides to the maps within 1 mm.")
     assert C.advice(C.guidance_table(curves, 0.4, ("TE",)), "TE", 0.4).endswith(
         "Every tested size keeps at least 40 % of SWIG's gain.")
     assert C.advice(C.guidance_table(curves, 0.8, ("shift",)), "shift", 0.8).endswith(
@@ -131,3 +139,89 @@ def test_run_limits_needs_the_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"checkpoints/M12\+\+\.pt: no checkpoint of M12\+\+; train it first "
                                                  r"\(notebook 02, or `swig train --profile smoke --variant M12\+\+`\)"):
         C.run_limits(load_profile("smoke"), "M12++", tmp_path / "data", tmp_path / "results")
+
+
+def _model_checkpoint(path: Path, use_ql: bool) -> torch.nn.Module:
+    """A small seeded SwigResNet (Q_l and both guides, or the guides only), saved as a checkpoint at ``path``."""
+    torch.manual_seed(1)
+    model = SwigResNet(GUIDE_ORDER, use_ql, [70.0, 1000.0, 80.0], width=4, n_blocks=1).eval()
+    save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "model_spec": model.spec, "model_state": model.state_dict(),
+                           "log": []})
+    return model
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[C.LimitsSubject, dict[str, C.Method]]:
+    """A 64 x 64 disc subject (WM core, GM ring, CSF rim) on 2 slices, and every method of :data:`C.METHODS`."""
+    x, y = np.meshgrid(np.arange(64) - 31.5, np.arange(64) - 31.5, indexing="ij")
+    r = np.repeat(np.hypot(x, y)[..., None], 2, axis=2)
+    wm, csf = np.clip(21.5 - r, 0.0, 1.0), np.clip(r - 27.5, 0.0, 1.0)
+    mask = r < 30.0
+    fractions = np.where(mask, np.stack([1.0 - wm - csf, wm, csf]), 0.0)
+    q_h = (mix_tissues(fractions, [(TISSUE_VALUES[t].pd, TISSUE_VALUES[t].t1, TISSUE_VALUES[t].t2) for t in TISSUES])
+           * mask).astype(np.float32)
+    acq = acquire(q_h, mask, np.eye(4), 0.5, 0.1, 5)
+    slices = np.arange(2)
+    subject = C.LimitsSubject("sub-x", 0, q_h, mask, tissue_labels(fractions, mask), np.eye(4), 5, slices, q_h,
+                              np.asarray(acq.q_l, np.float32), {g: np.asarray(v) for g, v in acq.guides.items()}, mask)
+    folder = tmp_path_factory.mktemp("arms")
+    for name, file in C.ARM_CHECKPOINTS.items():
+        _model_checkpoint(folder / file, use_ql=name != "Q2MRI-like")
+    methods = {"SWIG": C.swig_method(_model_checkpoint(folder / "swig.pt", True), 2),
+               "guided filter": lambda q_l, guides, m: C.guided_maps(
+                   q_l, guides, m, {n: FilterParams("guided", 2, 0.01) for n in ("PD", "T1", "T2")})}
+    return subject, methods | C.arm_methods(folder, "smoke", "cpu", 2)
+
+
+def _settings(**sizes) -> LimitsSettings:
+    base = {"n_subjects": 1, "slices_per_subject": 2, "seed": 0, "ms_radii_mm": (1.5, 3.0), "tumour_mm": (3.0, 7.0),
+            "ring_mm": 2.0, "bias": (), "protocol_pct": (), "fse_etl": (), "shift_mm": (), "rotation_deg": (),
+            "noise": (), "keep_gain": 0.5}
+    return LimitsSettings(**(base | sizes))
+
+
+def test_lesion_and_mismatch_tables_hold_every_method(tiny) -> None:
+    subject, methods = tiny
+    rows, crops = C.lesion_rows(subject, _settings(), 0.5, 0.1, methods)
+    table = pd.DataFrame(rows)
+    assert tuple(table["method"].unique()) == C.METHODS
+    assert len(table) == 4 * len(C.METHODS) * 3 * 4  # 2 MS lesions + tumour core and oedema; cases; maps
+    assert {f"{m}, {case}" for m in C.METHODS[1:] for case in C.CASES} <= set(crops[0].maps)
+    # Q2MRI-like reads the guides alone: lesions only in the maps leave it exactly as without lesions
+    q2 = table[table["method"] == "Q2MRI-like"].set_index(["lesion", "part", "map", "case"])["contrast"]
+    assert np.array_equal(q2.xs("maps only", level="case"), q2.xs("none", level="case"))
+    mismatch, missing, _ = C.mismatch_rows(subject, _settings(shift_mm=(1.0,)), methods, {})
+    assert set(pd.DataFrame(mismatch)["method"]) == set(C.METHODS)
+    assert set(pd.DataFrame(missing)["method"]) == set(C.MISSING_WAYS) - {"SWIG trained without it"}
+    summary = C.lesion_summary(table)
+    assert set(summary.index.get_level_values("method")) == set(C.METHODS)
+    assert set(C.lesion_advice(summary)) == {"both", "maps_only", "guides_only", "tumour", "act_session",
+                                             "act_invented"}
+
+
+def test_zero_size_mismatches_reproduce_every_method_exactly(tiny) -> None:
+    subject, methods = tiny
+    zero = _settings(bias=(0.0,), protocol_pct=(0.0,), shift_mm=(0.0,), rotation_deg=(0.0,), noise=(0.0,))
+    rows, _, _ = C.mismatch_rows(subject, zero, methods, {})
+    table = pd.DataFrame(rows)
+    kinds = ["bias", *M.PROTOCOL_PARAMETERS, "shift", "rotation", "noise"]
+    for kind in kinds:
+        for method in methods:
+            scores = table[(table["kind"] == kind) & (table["method"] == method)]
+            assert len(scores) == 6  # unperturbed, then size 0: three maps each
+            first, again = scores.iloc[:3][["ssim", "hfen"]].to_numpy(), scores.iloc[3:][["ssim", "hfen"]].to_numpy()
+            assert np.array_equal(first, again), (kind, method)
+
+
+def test_missing_arm_checkpoint_names_the_file_and_the_chapter(tmp_path: Path) -> None:
+    checkpoints = tmp_path / "results" / "smoke" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "M12++.pt").touch()  # SWIG's checkpoint exists; the arms' do not
+    with pytest.raises(MissingFileError) as error:
+        C.run_limits(load_profile("smoke"), "M12++", tmp_path / "data", tmp_path / "results")
+    assert str(error.value) == (f"{checkpoints / 'arm-supervised.pt'}: no checkpoint of the supervised arm; it is "
+                                f"trained by the comparison chapter: run notebook 08_comparison first (`swig reproduce "
+                                f"--profile smoke --only 08`)")
+    _model_checkpoint(checkpoints / "arm-supervised.pt", True)
+    with pytest.raises(MissingFileError, match=r"arm-q2mri\.pt: no checkpoint of the Q2MRI-like arm; it is trained"):
+        C.arm_methods(checkpoints, "smoke", "cpu", 2)

@@ -304,6 +304,8 @@ def test_adaptation_lowers_the_loss_and_is_deterministic(own: dict, tmp_path: Pa
     assert (record["mode"], record["steps"], record["seed"], record["slices"]) == ("adapt", 40, 3, 4)
     assert record["data_term"] == "contrasts synthesised from the LR maps, on the brain mask"
     assert record["alpha"] == load_checkpoint(own["model"])["profile"]["train"]["alpha"]
+    # fine-tuning runs at a tenth of the training's peak learning rate (AdaptSettings.lr_scale)
+    assert record["lr"] == pytest.approx(0.1 * load_checkpoint(own["model"])["profile"]["train"]["lr"])
     assert record["loss_after"]["loss_total"] < record["loss_before"]["loss_total"]
     assert main(_apply(own["model"], files, tmp_path / "c", "--adapt", "40", "--seed", "4")) == 0
     assert _maps(tmp_path / "c") != _maps(tmp_path / "a")
@@ -313,6 +315,7 @@ def test_from_scratch_trains_on_the_subject_alone(own: dict, tmp_path: Path) -> 
     assert main(_apply(own["model"], own["files"]["sub-03"], tmp_path / "s", "--from-scratch", "40")) == 0
     record = json.loads((tmp_path / "s" / SIDECAR_FILE).read_text())["adaptation"]
     assert record["mode"] == "from scratch"
+    assert record["lr"] == load_checkpoint(own["model"])["profile"]["train"]["lr"]
     assert record["loss_after"]["loss_total"] < record["loss_before"]["loss_total"]
 
 

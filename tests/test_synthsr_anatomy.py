@@ -39,7 +39,7 @@ def _codes(brain: int) -> set[int]:
 
 
 def test_copy_is_intact_and_licensed() -> None:
-    assert LABELS_FOLDER == ROOT / "datasets" / "synthsr-labels"
+    assert LABELS_FOLDER == ROOT / "swig_lib" / "datasets" / "synthsr-labels"
     sums = dict(reversed(line.split()) for line in (LABELS_FOLDER / "SHA256SUMS").read_text().splitlines())
     assert set(sums) == {f"brain{b}_labels.nii.gz" for b in synthsr.BRAINS} | {"LICENSE.txt"}
     for name, digest in sums.items():

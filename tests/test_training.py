@@ -58,7 +58,9 @@ def test_variants_follow_table_1() -> None:
         "M12-+": (False, True, True, True),
         "M12--": (False, False, True, True),
         "M12++a0": (True, True, True, True),
+        "M12++dr": (True, True, True, True),
     }
+    assert [n for n, v in VARIANTS.items() if v.randomised] == ["M12++dr"]
     assert VARIANTS["M12++a0"].resolved_alpha(4000.0) == 0.0
     assert VARIANTS["M12++"].resolved_alpha(4000.0) == 4000.0
 

@@ -1,8 +1,9 @@
 """The ``swig`` command line, on top of the package: nothing in :mod:`swig_lib` imports it.
 
-``swig <command> [options]`` with the commands ``data``, ``train``, ``evaluate``, ``apply`` (one
-module each in this package) and ``reproduce``, which imports the book tooling (the ``book``
-extra) only when it runs: every other command works with a core install (``pip install .``).
+``swig <command> [options]`` with the commands ``data``, ``train``, ``evaluate``, ``apply``,
+``release`` (one module each in this package) and ``reproduce``, which imports the book tooling
+(the ``book`` extra) only when it runs: every other command works with a core install
+(``pip install .``).
 
 Errors and exit codes
 ---------------------
@@ -32,7 +33,7 @@ from swig_lib.core.io import UserError, destination_of
 
 #: The commands, in the order ``swig --help`` lists them; each is the module ``swig_lib.cli.<name>``
 #: with ``add_parser(subparsers, common)`` and ``run(args) -> int``.
-COMMANDS: tuple[str, ...] = ("data", "reproduce", "train", "evaluate", "apply")
+COMMANDS: tuple[str, ...] = ("data", "reproduce", "train", "evaluate", "apply", "release")
 
 
 class Parser(argparse.ArgumentParser):

@@ -1,12 +1,14 @@
-"""``swig apply``: super-resolve your own PD/T1/T2 maps with a trained model, optionally adapted to them."""
+"""``swig apply``: super-resolve your own PD/T1/T2 maps with the released or a trained model, optionally adapted."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from swig_lib.cli.common import UsageError, parse_device, positive_int
+from swig_lib.cli.common import UsageError, add_command, parse_device, positive_int
+from swig_lib.core.io import UserError
 from swig_lib.experiments.owndata.protocols import DEFAULT_TOLERANCE, OVERRIDE_FLAG
+from swig_lib.experiments.release import RELEASE_ENV, read_release, verified_release
 
 
 def non_negative_float(text: str) -> float:
@@ -20,18 +22,42 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def unit_fraction(text: str) -> float:
+    """Argument type: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}")
+    return value
+
+
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Register ``swig apply``."""
-    parser = subparsers.add_parser(
-        "apply", parents=[common], help="super-resolve your own PD/T1/T2 maps with a trained model",
-        description="Write PDmap.nii.gz, T1map.nii.gz, T2map.nii.gz and the provenance sidecar "
-        "swig_apply.json into --out, all or nothing. Existing files are replaced only with "
-        "--overwrite; a folder that holds an input is refused. A guide with a BIDS sidecar (x.json next "
-        "to x.nii.gz) must have been acquired with the protocol the model was trained with, within the "
-        f"tolerances, unless {OVERRIDE_FLAG}.",
+    parser = add_command(
+        subparsers, "apply", common,
+        summary="super-resolve your own PD/T1/T2 maps (the released model, or one you trained)",
+        description=f"""Super-resolve low-resolution PD (a.u.), T1 and T2 (ms) maps, guided by
+        high-resolution weighted images (T1w, T2w) on the same voxel grid, axial slices along the last
+        NIfTI axis. Writes PDmap.nii.gz, T1map.nii.gz, T2map.nii.gz and the provenance sidecar
+        swig_apply.json into --out, all or nothing. Existing files are replaced only with --overwrite;
+        a folder that holds an input is refused.
+
+        Without --model it uses the released model that ships with the package (its file must match
+        the SHA-256 of its release manifest; ${RELEASE_ENV} names another release folder), and
+        swig_apply.json records it under model.released: {released_model_text()}.
+
+        A guide with a BIDS sidecar (x.json next to x.nii.gz) must have been acquired with the
+        protocol the model was trained with, within the tolerances, unless {OVERRIDE_FLAG}.""",
+        examples=["swig apply --pd PD.nii.gz --t1 T1.nii.gz --t2 T2.nii.gz --t1w T1w.nii.gz --t2w T2w.nii.gz \\",
+                  "    --mask mask.nii.gz --out sr/          # the released model",
+                  "swig apply --model results/quick/checkpoints/M12++.pt ... --adapt 100 --out sr/"],
     )
     parser.add_argument(
-        "--model", required=True, help="checkpoint, e.g. results/quick/checkpoints/M12++.pt"
+        "--model", default=None,
+        help="checkpoint from `swig train`, e.g. results/quick/checkpoints/M12++.pt (default: the released "
+        "model of the package, see above)",
     )
     parser.add_argument("--pd", required=True, help="LR PD map (NIfTI, a.u.)")
     parser.add_argument("--t1", required=True, help="LR T1 map (NIfTI, ms)")
@@ -68,10 +94,26 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                       help="train a fresh model of the checkpoint's kind on this subject alone for N steps")
     adaptation.add_argument("--seed", type=int, default=0, help="seed of the adaptation (default 0)")
     adaptation.add_argument(
+        "--adapt-lr-scale", type=unit_fraction, default=None, metavar="F",
+        help="peak learning rate of --adapt as a fraction of the training's, in (0, 1] "
+             "(default 0.1; --from-scratch uses the training's)",
+    )
+    adaptation.add_argument(
         "--contrasts", default=None,
         help="4-D LR contrasts of the model's qMRI protocol for the data term (default: synthesised from the maps)",
     )
     parser.set_defaults(run=run)
+
+
+def released_model_text() -> str:
+    """Which guide protocols the released model expects, for ``--help`` (or why there is none)."""
+    try:
+        release = read_release()
+    except UserError as err:
+        return f"its manifest is unusable ({err})"
+    if release is None:
+        return "this installation has no released model (pass --model)"
+    return release.expects()
 
 
 def named_guides(pairs: list[list[str]], t1w: str | None, t2w: str | None) -> dict[str, str]:
@@ -101,13 +143,21 @@ def run(args: argparse.Namespace) -> int:
     if args.contrasts is not None and steps is None:
         raise UsageError("--contrasts: only the data term of --adapt or --from-scratch reads LR contrasts; add one "
                          "of them or leave --contrasts out")
+    release = verified_release() if args.model is None else None
+    model = args.model if release is None else release.model
+    if release is not None:
+        print(f"model: the released {release.manifest['variant']} (profile {release.manifest['profile']}), "
+              f"{release.model}")
     written = apply_files(
-        args.model, args.pd, args.t1, args.t2, args.out, args.t1w, args.t2w, args.mask,
+        model, args.pd, args.t1, args.t2, args.out, args.t1w, args.t2w, args.mask,
         args.batch_size, parse_device(args.device), overwrite=args.overwrite,
         guides=named_guides(args.guide, args.t1w, args.t2w), contrasts=args.contrasts,
         tolerance=ProtocolTolerance(args.time_tolerance, args.flip_tolerance),
         accept_protocol_mismatch=args.accept_protocol_mismatch,
-        adaptation=None if steps is None else AdaptSettings(steps, args.from_scratch is not None, args.seed),
+        adaptation=None if steps is None else AdaptSettings(
+            steps, args.from_scratch is not None, args.seed,
+            **({} if args.adapt_lr_scale is None else {"lr_scale": args.adapt_lr_scale})),
+        released=None if release is None else release.record(),
     )
     for name, path in written.items():
         print(f"{name}: {path}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +14,42 @@ from swig_lib import default_device
 from swig_lib.core.io import UserError, writable_folder_problem
 from swig_lib.experiments.config import PROFILES, load_profile
 
+#: Width of the wrapped description of a command's ``--help``.
+HELP_WIDTH = 90
+
 
 class UsageError(UserError):
     """The command line asks for something impossible (exit code 2)."""
 
     exit_code = 2
+
+
+def add_command(subparsers: argparse._SubParsersAction, name: str, common: argparse.ArgumentParser, *,
+                summary: str, description: str, examples: Sequence[str]) -> argparse.ArgumentParser:
+    """Register ``swig <name>`` with its one-line summary, its description and examples for ``--help``.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The commands of ``swig``.
+    name : str
+        The command.
+    common : argparse.ArgumentParser
+        The options every command has (``--debug``).
+    summary : str
+        The line ``swig --help`` shows.
+    description : str
+        Paragraphs separated by blank lines, each wrapped to :data:`HELP_WIDTH` columns.
+    examples : sequence of str
+        Command lines (with ``# comments``), shown as written under "Examples:".
+    """
+    text = "\n\n".join(textwrap.fill(" ".join(part.split()), HELP_WIDTH, break_on_hyphens=False)
+                         for part in description.split("\n\n"))
+    return subparsers.add_parser(
+        name, parents=[common], help=summary, description=text,
+        epilog="Examples:\n" + "\n".join(f"  {line}" for line in examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def positive_int(text: str) -> int:
@@ -70,10 +103,11 @@ def check_writable(folder: str | Path, option: str = "--out") -> None:
 
 def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options every experiment command shares: ``--profile``, ``--out``, ``--data``, ``--device``."""
-    parser.add_argument("--profile", choices=PROFILES, default="quick")
+    parser.add_argument("--profile", choices=PROFILES, default="quick",
+                        help="experiment profile: every setting and seed (default quick)")
     parser.add_argument("--out", default=None, help="results folder (default results/<profile>)")
     parser.add_argument("--data", default="data", help="data root (default data)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, mps")
 
 
 def experiment_folder(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:

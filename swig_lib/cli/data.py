@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from swig_lib.cli.common import check_writable, positive_int
+from swig_lib.cli.common import add_command, check_writable, positive_int
 from swig_lib.experiments.config import PROFILES
 
 
@@ -13,12 +13,20 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     """Register ``swig data``."""
     from swig_lib.experiments.subjects.dataset import ANATOMY_SOURCES
 
-    parser = subparsers.add_parser(
-        "data", parents=[common], help="build (or verify) the digital subjects of a profile",
-        description="Build the digital subjects of a profile under <root>/<dataset>, or reuse them "
-        "when their settings, code fingerprint and checksums match.",
+    parser = add_command(
+        subparsers, "data", common, summary="build (or verify) the digital subjects of a profile",
+        description="""Build the digital subjects of a profile under <data>/<dataset> (e.g.
+        data/mni152-quick), or reuse them when their settings, code fingerprint and checksums match.
+        Each subject holds, as NIfTI files in a BIDS-like layout (sub-XX/anat), the high-resolution
+        maps Q_h (PD in a.u., T1 and T2 in ms, 1 mm grid), the guides T1w and T2w, the low-resolution
+        maps Q_l (the profile's k-space fraction and noise level, Φ of the paper's eq. 3), the brain
+        mask and the tissue labels.""",
+        examples=["swig data --profile quick                           # the 27 digital subjects under data/",
+                  "swig data --profile quick --anatomy-source synthsr  # from five real brains' label maps",
+                  "swig data --profile smoke --data /tmp/swig-data --force"],
     )
-    parser.add_argument("--profile", choices=PROFILES, default="quick", help="default quick")
+    parser.add_argument("--profile", choices=PROFILES, default="quick",
+                        help="experiment profile: number of subjects, slices, seeds (default quick)")
     parser.add_argument("--data", "--root", dest="root", default="data",
                         help="data root folder, as for the other commands (default: data)")
     parser.add_argument("--anatomy-source", choices=tuple(ANATOMY_SOURCES), default=None,

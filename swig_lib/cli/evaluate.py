@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import argparse
 
-from swig_lib.cli.common import add_experiment_arguments, check_writable, experiment_folder, load_data, parse_device
+from swig_lib.cli.common import (
+    add_command,
+    add_experiment_arguments,
+    check_writable,
+    experiment_folder,
+    load_data,
+    parse_device,
+)
 from swig_lib.experiments.training.variants import VARIANTS
 
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Register ``swig evaluate``."""
-    parser = subparsers.add_parser(
-        "evaluate", parents=[common],
-        help="SSIM/HFEN of the trained variants on the test subjects, Table III",
-        description="Score Q_l and the trained variants (<out>/checkpoints/<variant>.pt) on the test "
-        "subjects; tables go to <out>/metrics/.",
+    parser = add_command(
+        subparsers, "evaluate", common,
+        summary="SSIM/HFEN of the trained variants on the test subjects, Table III",
+        description="""Score Q_l and the trained variants (<out>/checkpoints/<variant>.pt) on the test
+        subjects against the high-resolution maps Q_h: SSIM (higher is better) and HFEN (relative
+        high-frequency error, lower is better), both dimensionless, per map (PD, T1, T2), in the brain
+        mask and its interior. Writes per_subject.csv, summary.csv (means and 95 % intervals),
+        the rankings and Table III to <out>/metrics/ and prints the % change over Q_l.""",
+        examples=["swig evaluate --profile quick                         # the profile's eval.variants",
+                  "swig evaluate --profile quick --variants M12++ M2++   # two of them"],
     )
     add_experiment_arguments(parser)
     parser.add_argument(

@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import argparse
 
-from swig_lib.cli.common import parse_device
+from swig_lib.cli.common import add_command, parse_device
 from swig_lib.core.io import UserError
 from swig_lib.experiments.config import PROFILES
 
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Register ``swig reproduce``."""
-    parser = subparsers.add_parser(
-        "reproduce", parents=[common],
-        help="execute the notebooks with papermill, then build the book",
-        description="Execute notebooks/NN_name.ipynb in numeric order with papermill (skipping those "
-        "whose executed copy is up to date), write results/<profile>/provenance.json, then build "
-        "the book with `jupyter-book build . -W`. Needs the book extra (pip install -e '.[book]').",
+    parser = add_command(
+        subparsers, "reproduce", common,
+        summary="execute the notebooks with papermill, then build the book",
+        description="""Execute notebooks/NN_name.ipynb in numeric order with papermill (skipping those
+        whose executed copy is up to date), write results/<profile>/provenance.json (commit, versions,
+        device, seconds per notebook), then build the book with `jupyter-book build . -W` into
+        _build/html. Needs the book extra (pip install -e '.[book]'). The measured run time of each
+        notebook is in the book's performance chapter (06).""",
+        examples=["swig reproduce --profile quick                    # the whole book (make book)",
+                  "swig reproduce --profile smoke --only 01 02 03 --no-book --data-dir /tmp/d --results-dir /tmp/r"],
     )
     parser.add_argument(
         "--profile", choices=PROFILES, default="quick", help="experiment profile (default: quick)"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from swig_lib.cli.common import (
     UsageError,
+    add_command,
     add_experiment_arguments,
     check_writable,
     experiment_folder,
@@ -21,13 +22,22 @@ from swig_lib.experiments.training.variants import VARIANTS
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Register ``swig train``."""
-    parser = subparsers.add_parser(
-        "train", parents=[common], help="train SWIG models self-supervised (Table I variants, or on your data)",
-        description="Train variants of Table I on the digital subjects, or, when --data is a folder of your "
-        f"own data (with {DATASET_FILE} and sub-* folders), the model {OWN_VARIANT} with every guide of it. "
-        "Writes <out>/checkpoints/<variant>.pt (the epoch with the lowest validation loss), <variant>.last.pt "
-        "and <out>/logs/<variant>.csv. An existing run is continued with --resume or replaced with "
-        "--overwrite, never silently.",
+    parser = add_command(
+        subparsers, "train", common,
+        summary="train SWIG models self-supervised (Table I variants, or on your data)",
+        description=f"""Train variants of Table I on the digital subjects, or, when --data is a folder of
+        your own data (with {DATASET_FILE} and sub-* folders), the model {OWN_VARIANT} with every guide of
+        it. No high-resolution quantitative map is used: the loss compares the prediction's synthesised
+        LR contrasts (MSE) and weighted images (1 - squared Pearson correlation, weight α) with the
+        acquired ones.
+
+        Writes <out>/checkpoints/<variant>.pt (the epoch with the lowest validation loss),
+        <variant>.last.pt and <out>/logs/<variant>.csv (losses per epoch, seconds per epoch). An
+        existing run is continued with --resume or replaced with --overwrite, never silently.""",
+        examples=["swig train --profile quick --variant M12++        # one model of Table I",
+                  "swig train --profile quick --variant all --resume # every variant, continuing earlier runs",
+                  "swig train --data mydata --check                  # check your own data folder",
+                  "swig train --data mydata --out results/mine       # train the model SWIG on it"],
     )
     add_experiment_arguments(parser)
     parser.add_argument(
@@ -46,7 +56,8 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     )
     parser.add_argument(
         "--alpha", type=float, default=None,
-        help="your own data: weight α of the guide term (default: the α rule on your training slices)",
+        help="your own data: weight α of the guide term, dimensionless (default: the α rule on your "
+        "training slices)",
     )
     parser.add_argument(
         "--check", action="store_true",
@@ -80,8 +91,9 @@ def check_runs(out: Path, names: list[str], resume: bool, overwrite: bool) -> li
 def run(args: argparse.Namespace) -> int:
     """Train the requested variants one after the other, or the model of your own data."""
     from swig_lib.core.models import receptive_radius
+    from swig_lib.experiments.training.augment import randomised_profile
     from swig_lib.experiments.training.loop import balanced_alpha, train_variant
-    from swig_lib.experiments.training.windows import prepare_data
+    from swig_lib.experiments.training.windows import TrainingData, prepare_data
 
     device = parse_device(args.device)
     if is_own_data(args.data):
@@ -96,8 +108,18 @@ def run(args: argparse.Namespace) -> int:
     if not args.suggest_alpha:
         check_writable(out)
         fresh = check_runs(out, names, args.resume, args.overwrite)
-    data = prepare_data(load_data(profile, args), profile, receptive_radius(**profile["model"]))
+    prepared: dict[bool, TrainingData] = {}
+
+    def data_for(name: str) -> TrainingData:
+        """The prepared data of variant ``name``: the profile's dataset, or the randomised one (built on first use)."""
+        randomised = VARIANTS[name].randomised
+        if randomised not in prepared:
+            chosen = randomised_profile(profile) if randomised else profile
+            prepared[randomised] = prepare_data(load_data(chosen, args), chosen, receptive_radius(**profile["model"]))
+        return prepared[randomised]
+
     if args.suggest_alpha:
+        data = data_for(names[0])
         alpha, l_data, l_guide = balanced_alpha(data)
         print(
             f"at Q_l on {len(data.train)} training slices: L_l = {l_data:.4g}, L_h = {l_guide:.4g}; "
@@ -108,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         if args.resume and name in fresh:
             print(f"{name}: no checkpoint to resume, training from the start")
-        path = train_variant(profile, name, out, resume=args.resume, device=device, data=data)
+        path = train_variant(profile, name, out, resume=args.resume, device=device, data=data_for(name))
         print(f"{name}: selected checkpoint {path}")
     return 0
 

@@ -140,10 +140,12 @@ def hfen(pred: Any, ref: Any, mask: Any | None = None, sigma: float = 1.5) -> fl
     pred_m, ref_m, mask_b = _prepare_pair(pred, ref, mask, ndim=2)
     log_err = ndimage.gaussian_laplace(pred_m - ref_m, sigma)[mask_b]
     log_ref = ndimage.gaussian_laplace(ref_m, sigma)[mask_b]
-    denominator = float(np.linalg.norm(log_ref))
+    # Norms by NumPy's pairwise sum, not np.linalg.norm: that one goes through BLAS, whose
+    # reduction order (and so the last bits) depends on the BLAS build and its thread count.
+    denominator = float(np.sqrt(np.sum(log_ref * log_ref)))
     if denominator == 0.0:
         raise ValueError("LoG(ref) is zero within the mask: HFEN is undefined")
-    return float(np.linalg.norm(log_err)) / denominator
+    return float(np.sqrt(np.sum(log_err * log_err))) / denominator
 
 
 def erode_mask(mask: Any, voxels: int = 4) -> np.ndarray:

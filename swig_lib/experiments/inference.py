@@ -239,6 +239,7 @@ def apply_files(
     accept_protocol_mismatch: bool = False,
     adaptation: AdaptSettings | None = None,
     progress: bool = False,
+    released: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Super-resolve a user's NIfTI maps with a trained model; write PD/T1/T2 maps and a sidecar to ``out``.
 
@@ -285,6 +286,10 @@ def apply_files(
         Fine-tune (or train from scratch) on this subject before predicting.
     progress : bool
         Show a progress bar over the adaptation steps.
+    released : mapping, optional
+        When ``model_path`` is the released model, its record
+        (:meth:`swig_lib.experiments.release.Release.record`), kept in the sidecar as
+        ``model.released`` (else null).
 
     Returns
     -------
@@ -323,8 +328,8 @@ def apply_files(
             f"model {model_path}: trained with guide(s) {model.guides}; pass {flags}"
         )
     images = {g: given[g] for g in model.guides}
-    checks = check_guides(images, Acquisition.of_checkpoint(payload, model_path).guide_protocols, model_path,
-                          tolerance, accept_protocol_mismatch)
+    acquisition = Acquisition.of_checkpoint(payload, model_path)
+    checks = check_guides(images, acquisition.guide_protocols, model_path, tolerance, accept_protocol_mismatch)
     for name, check in checks.items():
         if check.status.startswith("mismatch"):
             warnings.warn(f"{check.sidecar}: {check.status}; the network sees a {name} contrast it was not "
@@ -367,7 +372,8 @@ def apply_files(
         "torch": torch.__version__,
         "model": {"path": str(model_path), "sha256": sha256(model_path),
                   "weights_sha256": payload["weights_sha256"], "guides": model.guides,
-                  "use_ql": model.use_ql},
+                  "use_ql": model.use_ql, "trained_degradation": acquisition.degradation,
+                  "released": None if released is None else dict(released)},
         "inputs": {key: {"path": str(path), "sha256": sha256(path)} for key, path in used.items() if path is not None},
         "settings": {"batch_size": batch_size, "device": str(device),
                      "mask": "given" if mask is not None else "derived: PD, T1, T2 finite and > 0"},

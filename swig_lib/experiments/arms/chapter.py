@@ -15,20 +15,28 @@ matter and CSF (the dataset's tissue labels), ranks all arms by the paper's rank
   bound's, per map.
 
 The arms (:mod:`swig_lib.experiments.arms`; settings in the profile's ``[arms]`` section,
-:class:`ArmsSettings`): SWIG (the variant the caller names, its checkpoint from notebook 02), the
+:class:`ArmsSettings`): SWIG (the variant the caller names, its checkpoint from notebook 02),
+SWIG with scan-specific adaptation (a copy of that model fine-tuned on each test subject with the
+self-supervised loss, ``adapt_steps`` Adam steps over the subject's slices with brain, before it
+predicts: ``swig apply --adapt N``, :func:`swig_lib.experiments.owndata.adapt.adapt`), the
 guided filter and the joint bilateral filter of Q_l (tuned per map on validation slices), the
 MRI2Qmap-like plug-and-play reconstruction (a denoiser trained on weighted images of the training
 subjects), the REFINE-MORE-like INR fitted per slice with the SWIG loss and with L_l alone, the
 supervised upper bound and the Q2MRI-like direct estimation (both trained with HR labels). The
-per-scan arms (PnP, INR) may run on a subset, the first ``per_scan_subjects`` test subjects and
-``per_scan_slices`` of their evaluated slices; every arm is then also scored on that subset
+per-scan arms (SWIG with adaptation, PnP, INR) may run on a subset, the first
+``per_scan_subjects`` test subjects and ``per_scan_slices`` of their evaluated slices (each
+adapted copy of SWIG still adapts on all of its subject's slices with brain, as
+``swig apply --adapt`` does); every arm is then also scored on that subset
 (scope ``"subset"``), where the ranking over all arms is made, while scope ``"all"`` holds the
-arms that ran on every test subject and slice.
+arms that ran on every test subject and slice. The first goal ranks SWIG as trained against the
+other label-free arms; its adapted copy is ranked with every arm and compared with SWIG in
+:meth:`ComparisonResults.adaptation_table`.
 
 Trained arms are cached under ``<results_dir>/<profile>/checkpoints/arm-<name>.pt`` with the
 settings they were trained with; a checkpoint is reused only when those equal the current ones.
 Tables are written to ``<results_dir>/<profile>/comparison/``: ``per_subject.csv``,
-``summary.csv``, ``ranking.csv``, ``features.csv``, ``tissue.csv``, ``goals.csv``.
+``summary.csv``, ``ranking.csv``, ``features.csv``, ``tissue.csv``, ``goals.csv``, ``adaptation.csv``
+(per adapted subject: steps and the self-supervised loss before and after).
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +58,7 @@ from tqdm.auto import tqdm
 from swig_lib.core.io import PathLike
 from swig_lib.core.kspace import KSpaceTruncation
 from swig_lib.core.metrics import METRICS, hfen, map_metrics, ssim
-from swig_lib.core.models import MAP_NAMES, masked_channel_means, receptive_radius
+from swig_lib.core.models import MAP_NAMES, SwigResNet, masked_channel_means, receptive_radius
 from swig_lib.experiments.arms.guided import FilterParams, filter_maps, tune_filter
 from swig_lib.experiments.arms.pnp import (
     ContrastDenoiser,
@@ -71,10 +79,12 @@ from swig_lib.experiments.arms.supervised import (
 )
 from swig_lib.experiments.config import Profile, check_known_fields
 from swig_lib.experiments.crossseq.scoring import tissue_errors
+from swig_lib.experiments.crossseq.tables import adaptation_verdict
 from swig_lib.experiments.evaluation.ablation import median_slice, median_subject
 from swig_lib.experiments.evaluation.evaluate import score_subject, summarise, trained_checkpoints, write_csv
 from swig_lib.experiments.evaluation.ranking import BASELINE, TOTAL_ROW, Ranking, rank_models
-from swig_lib.experiments.inference import load_model, predict_volume
+from swig_lib.experiments.inference import predict_volume
+from swig_lib.experiments.owndata.adapt import AdaptSettings, Recipe, adapted_copy
 from swig_lib.experiments.plotting import plot_subject_metrics, show_map_grid
 from swig_lib.experiments.subjects.dataset import TISSUE_LABELS
 from swig_lib.experiments.training.checkpoints import (
@@ -96,8 +106,9 @@ from swig_lib.experiments.training.windows import (
 )
 
 #: Names of the arms in tables and figures, in table order (SWIG first).
-SWIG, GUIDED, BILATERAL, PNP, INR, INR_DC, SUPERVISED, Q2MRI = (
-    "SWIG", "Guided filter", "Joint bilateral", "PnP", "INR", "INR (L_l only)", "Supervised", "Q2MRI-like")
+SWIG, SWIG_ADAPT, GUIDED, BILATERAL, PNP, INR, INR_DC, SUPERVISED, Q2MRI = (
+    "SWIG", "SWIG + adaptation", "Guided filter", "Joint bilateral", "PnP", "INR", "INR (L_l only)", "Supervised",
+    "Q2MRI-like")
 #: What an arm needs of HR qMRI labels: none, the validation subjects' Q_h for tuning, or training labels.
 LABELS_NONE, LABELS_TUNING, LABELS_TRAINING = "no", "validation Q_h (tuning)", "training Q_h"
 #: Scopes of the scores: every test subject and evaluated slice, or the per-scan arms' subset.
@@ -112,6 +123,8 @@ TISSUES: dict[str, int] = {name: code for code, name in TISSUE_LABELS.items() if
 REFERENCE = "Q_h"
 #: Panel edge of the slice figure, inches.
 PANEL_SIZE = 1.7
+#: Columns of :attr:`ComparisonResults.adaptation`.
+ADAPTATION_COLUMNS = ("subject", "steps", "loss_before", "loss_after")
 #: A glued value: the value and its format specification (None: glued as is).
 Glue = dict[str, tuple[Any, str | None]]
 
@@ -177,6 +190,8 @@ class ArmsSettings:
         ``[arms.pnp]``: iterations, σ schedule (a.u.) and λ of the reconstruction.
     inr : INRSettings
         ``[arms.inr]``: encoding, network and optimisation of the INR (fitted per slice).
+    adapt_steps : int
+        Adam steps of the scan-specific adaptation of SWIG on each subject (0: SWIG unchanged).
     """
 
     per_scan_subjects: int
@@ -191,10 +206,12 @@ class ArmsSettings:
     denoiser: DenoiserSettings
     pnp: PnPSettings
     inr: INRSettings
+    adapt_steps: int
 
     def __post_init__(self) -> None:
-        if self.per_scan_subjects < 0 or self.per_scan_slices < 0 or self.tune_stride < 1:
-            raise ValueError("need per_scan_subjects >= 0, per_scan_slices >= 0 and tune_stride >= 1")
+        if self.per_scan_subjects < 0 or self.per_scan_slices < 0 or self.tune_stride < 1 or self.adapt_steps < 0:
+            raise ValueError("need per_scan_subjects >= 0, per_scan_slices >= 0, tune_stride >= 1 and "
+                             "adapt_steps >= 0")
         if self.tune_metric not in METRICS:
             raise ValueError(f"tune_metric must be one of {METRICS}, got {self.tune_metric!r}")
 
@@ -331,6 +348,53 @@ def network_arm(model: torch.nn.Module, batch_size: int) -> Predict:
         return predict_volume(model, acq.q_l, acq.guides, subject.mask, batch_size, slices=subject.slices[index])
 
     return predict
+
+
+@dataclass
+class AdaptedArm:
+    """SWIG fine-tuned on each subject before it predicts (a :data:`Predict`), and what each adaptation did.
+
+    A copy of the model takes ``steps`` Adam steps of the self-supervised loss on every slice of
+    the subject with brain voxels, its own LR contrasts in the data term on the mask dilated by
+    the training's ``dc_dilation`` (:func:`~swig_lib.experiments.owndata.adapt.adapted_copy`; the
+    guides have the model's protocols), then predicts as :func:`network_arm`. With 0 steps the
+    model predicts unchanged. The model itself is never changed.
+
+    Attributes
+    ----------
+    model : SwigResNet
+        The trained SWIG model.
+    recipe : Recipe
+        Its checkpoint's training settings.
+    steps, seed : int
+        Adam steps per subject and the seed of each adaptation.
+    batch_size : int
+        Slices per forward pass.
+    device : torch.device
+        Where the steps run.
+    records : list of dict
+        Per adapted subject: ``subject``, ``steps``, ``loss_before``, ``loss_after`` (mean total
+        self-supervised loss over its slices).
+    """
+
+    model: SwigResNet
+    recipe: Recipe
+    steps: int
+    seed: int
+    batch_size: int
+    device: torch.device
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def __call__(self, subject: SubjectInputs, index: np.ndarray) -> np.ndarray:
+        """Adapt a copy of the model to ``subject`` (unless 0 steps), then predict ``subject.slices[index]``."""
+        model = self.model
+        if self.steps:
+            done = adapted_copy(model, self.recipe, subject.acq, AdaptSettings(self.steps, seed=self.seed),
+                                self.recipe.dc_dilation, device=self.device)
+            model = done.model
+            self.records.append({"subject": subject.sid, "steps": self.steps,
+                                 **{key: done.record[key]["loss_total"] for key in ("loss_before", "loss_after")}})
+        return network_arm(model, self.batch_size)(subject, index)
 
 
 def filter_arm(params: Mapping[str, FilterParams], batch_size: int) -> Predict:
@@ -555,6 +619,9 @@ class ComparisonResults:
         The headline scope: :data:`SUBSET` when the per-scan arms ran on a subset, else :data:`ALL`.
     glue : dict of str to (value, format)
         The numbers the chapter's prose quotes.
+    adaptation : pandas.DataFrame
+        Per adapted subject (:data:`ADAPTATION_COLUMNS`): Adam steps, mean total self-supervised
+        loss over its slices before and after.
     """
 
     variant: str
@@ -570,6 +637,7 @@ class ComparisonResults:
     display: DisplaySlice
     scope: str
     glue: Glue
+    adaptation: pd.DataFrame
 
     @property
     def names(self) -> list[str]:
@@ -596,6 +664,26 @@ class ComparisonResults:
         table = part.assign(cell=cells).pivot(index=["metric", "map"], columns="model", values="cell")
         return table.reindex(index=[(m, n) for m in METRICS for n in MAP_NAMES],
                              columns=[m for m in [BASELINE, *self.names] if m in table.columns])
+
+    def adaptation_table(self, scope: str | None = None, region: str = HEADLINE) -> pd.DataFrame:
+        """What adaptation gains: mean SSIM and HFEN of SWIG and SWIG + adaptation per map, and the change.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Index (metric, map); columns :data:`SWIG`, :data:`SWIG_ADAPT` (means over the subjects
+            of ``scope``, default the headline one), ``change`` (adapted − SWIG) and ``better``
+            (SSIM higher, HFEN lower).
+        """
+        part = self.summary[(self.summary["scope"] == (scope or self.scope)) & (self.summary["region"] == region)]
+        table = part.pivot(index=["metric", "map"], columns="model", values="mean")
+        table = table.reindex(index=pd.MultiIndex.from_tuples([(m, n) for m in METRICS for n in MAP_NAMES],
+                                                              names=["metric", "map"]), columns=[SWIG, SWIG_ADAPT])
+        table.columns.name = None
+        table["change"] = table[SWIG_ADAPT] - table[SWIG]
+        higher = table.index.get_level_values("metric") == "ssim"
+        table["better"] = np.where(higher, table["change"] > 0, table["change"] < 0)
+        return table
 
     def tissue_summary(self, scope: str | None = None) -> pd.DataFrame:
         """Mean ± sd over subjects of the percentage error, rows (tissue, map), one column per model."""
@@ -716,6 +804,15 @@ def _glue(results: ComparisonResults, n_test: int, n_slices: int, subset: tuple[
         glue[f"cmp_hfen_share_{name.lower()}"] = ("n/a" if np.isnan(share) else f"{100 * share:.0f} %", None)
     short = [name for name, met in zip(MAP_NAMES, shares["met"]) if not met]
     glue["cmp_goal_hfen_short"] = (", ".join(short) if short else "none", None)
+    adapted = next((arm.predict for arm in results.arms if isinstance(arm.predict, AdaptedArm)), None)
+    if adapted is not None:
+        table, runs = results.adaptation_table(), results.adaptation
+        better = int(table["better"].sum())
+        glue["cmp_adapt_steps"] = (adapted.steps, None)
+        glue["cmp_adapt_better"] = (f"{better} of {len(table)}", None)
+        glue["cmp_adapt_verdict"] = (adaptation_verdict(better, len(table)), None)
+        glue["cmp_adapt_loss_fell"] = (f"{int((runs['loss_after'] < runs['loss_before']).sum())} of {len(runs)}",
+                                       None)
     return glue
 
 
@@ -778,7 +875,8 @@ def build_arms(profile: Profile, settings: ArmsSettings, variant: str, swig_path
 
     The training and validation slices are prepared as for SWIG
     (:func:`~swig_lib.experiments.training.windows.prepare_data`, with their Q_h for the labelled
-    arms and the tuning); the checkpoints go to ``<out>/checkpoints/arm-*.pt``.
+    arms and the tuning); the checkpoints go to ``<out>/checkpoints/arm-*.pt``. SWIG with
+    adaptation (:class:`AdaptedArm`, seeded by the profile's ``seed``) counts SWIG's training.
     """
     data = prepare_data(dataset, profile, receptive_radius(**profile.model), progress=progress)
     labelled = labelled_data(dataset, profile, data)
@@ -787,11 +885,16 @@ def build_arms(profile: Profile, settings: ArmsSettings, variant: str, swig_path
                PNP: train_pnp(profile, dataset, settings, phi, out, device, progress),
                **train_label_arms(profile, dataset, data, labelled, out, device, progress)}
     swig_log = out / "logs" / f"{variant}.csv"
-    trained[SWIG] = Trained(network_arm(load_model(swig_path, device), batch),
-                            float(pd.read_csv(swig_log)["time_s"].sum()) if swig_log.is_file() else np.nan,
-                            "notebook 02")
+    swig_seconds = float(pd.read_csv(swig_log)["time_s"].sum()) if swig_log.is_file() else np.nan
+    payload = load_checkpoint(swig_path)
+    swig = model_from_checkpoint(payload, device, source=swig_path)
+    trained[SWIG] = Trained(network_arm(swig, batch), swig_seconds, "notebook 02")
+    trained[SWIG_ADAPT] = Trained(AdaptedArm(swig, Recipe.of_checkpoint(payload, str(swig_path)), settings.adapt_steps,
+                                             profile.seed, batch, device), swig_seconds, "notebook 02")
     arms = [
         Arm(SWIG, "swig", LABELS_NONE, True, True, False, f"the paper (variant {variant})", trained[SWIG].predict),
+        Arm(SWIG_ADAPT, "swig_adapt", LABELS_NONE, True, True, True,
+            f"swig apply --adapt {settings.adapt_steps} (variant {variant})", trained[SWIG_ADAPT].predict),
         Arm(GUIDED, "guided", LABELS_TUNING, True, False, False, "He et al. 2013 (kornia)", trained[GUIDED].predict),
         Arm(BILATERAL, "bilateral", LABELS_TUNING, True, False, False, "Petschnigg et al. 2004 (kornia)",
             trained[BILATERAL].predict),
@@ -907,7 +1010,7 @@ def run_comparison(
     rankings = {(s, region): rank_models(part[columns], BASELINE)
                 for (s, region), part in table.groupby(["scope", "region"], sort=False)}
     head = table[(table["scope"] == scope) & (table["region"] == HEADLINE)]
-    free = [BASELINE, *(arm.name for arm in arms if arm.label_free)]
+    free = [BASELINE, *(arm.name for arm in arms if arm.label_free and arm.name != SWIG_ADAPT)]
     label_free = rank_models(head[head["model"].isin(free)][columns], BASELINE)
     summary = pd.concat([summarise(part.drop(columns="scope")).assign(scope=s)
                          for s, part in table.groupby("scope", sort=False)], ignore_index=True)
@@ -915,6 +1018,8 @@ def run_comparison(
         variant=variant, arms=arms, table=table, summary=summary, rankings=rankings, label_free=label_free,
         tissue=pd.DataFrame(tissue_rows), times=times_frame, features=features_table(arms, trained, times_frame),
         goals=goals_table(label_free, rankings[(ALL, HEADLINE)]), display=display, scope=scope, glue={},
+        adaptation=pd.DataFrame([row for arm in arms if isinstance(arm.predict, AdaptedArm)
+                                 for row in arm.predict.records], columns=ADAPTATION_COLUMNS),
     )
     results.glue = _glue(results, len(test_ids), len(first_slices),
                          (len(subset_ids), settings.per_scan_slices) if has_subset else None,
@@ -922,7 +1027,7 @@ def run_comparison(
     folder = out / "comparison"
     for name, frame, index in (("per_subject", table, False), ("summary", summary, False),
                                ("tissue", results.tissue, False), ("features", results.features, True),
-                               ("goals", results.goals, True)):
+                               ("goals", results.goals, True), ("adaptation", results.adaptation, False)):
         write_csv(frame, folder / f"{name}.csv", index=index)
     ranking = pd.concat({key: r.to_table() for key, r in rankings.items()}, names=["scope", "region"])
     write_csv(ranking, folder / "ranking.csv", index=True)

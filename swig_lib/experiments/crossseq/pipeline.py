@@ -30,10 +30,18 @@ clinical images. Here, for the test subjects of a dataset (:func:`run_cross_sequ
    labels, :meth:`swig_lib.experiments.subjects.dataset.Dataset.labels`), and the T2-FLAIR error
    in sulcal CSF (:mod:`swig_lib.experiments.crossseq.sulci`), where the paper saw partial
    volumes escape the fluid suppression.
+6. **Scan-specific adaptation** (``swig apply --adapt N``): for the first ``adapt_subjects`` test
+   subjects, a copy of the SR model takes ``adapt_steps`` Adam steps of the self-supervised loss
+   on the Acq1 maps, another on the Acq5 maps (:data:`~swig_lib.experiments.crossseq.settings.ADAPT_PROTOCOLS`;
+   :func:`swig_lib.experiments.owndata.adapt.adapted_copy`, seeded by the profile's ``seed``),
+   on the evaluated slices, with the acquired T1w/T2w as guides and, as ``swig apply`` without LR
+   contrasts, contrasts synthesised from the protocol's maps in the data term; its output is
+   scored against Q_h like SR, and the wall time of adapting and predicting each volume is kept.
 
 Outputs under ``<results_dir>/<profile>/crosssequence/``: ``synthesis.csv`` (per slice),
 ``table2.csv`` (mean ± sd), ``maps.csv`` (per slice), ``tissue.csv`` and ``sulci.csv`` (per
-subject), ``run.json`` (what produced them: settings, variant, model checksums, package
+subject), ``adaptation.csv`` (per slice) and ``adaptation_runs.csv`` (per adapted volume),
+``run.json`` (what produced them: settings, variant, model checksums, package
 fingerprint); the display slice of Fig. 4 goes to
 ``<results_dir>/<profile>/cache/crosssequence/example.npz``. A second call with the same inputs
 reads these instead of recomputing (notebook 05 reuses notebook 04's run). The test subjects are
@@ -49,7 +57,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -64,21 +72,40 @@ from swig_lib.experiments.config import Profile
 from swig_lib.experiments.crossseq.acquisition import acquire_images, image_protocols
 from swig_lib.experiments.crossseq.example import Example, example_slice
 from swig_lib.experiments.crossseq.reconcnn import RECON_NAME, subject_seed, train_recon_cnn
-from swig_lib.experiments.crossseq.scoring import map_scores, synthesis_scores, synthesized_images, tissue_errors
+from swig_lib.experiments.crossseq.scoring import (
+    REPORTED_TISSUES,
+    map_scores,
+    synthesis_scores,
+    synthesized_images,
+    tissue_errors,
+)
 from swig_lib.experiments.crossseq.sequence import simulate_protocols
-from swig_lib.experiments.crossseq.settings import PROTOCOLS, REFERENCE, CrossSequenceSettings
+from swig_lib.experiments.crossseq.settings import (
+    ADAPT_PROTOCOLS,
+    ADAPTED,
+    PROTOCOLS,
+    REFERENCE,
+    CrossSequenceSettings,
+)
 from swig_lib.experiments.crossseq.sulci import sulcal_csf, sulcal_flair_errors
 from swig_lib.experiments.crossseq.tables import table2
 from swig_lib.experiments.inference import load_model, predict_volume
-from swig_lib.experiments.subjects.dataset import load_dataset, torch_threads
-from swig_lib.experiments.training.checkpoints import checkpoint_paths
+from swig_lib.experiments.owndata.adapt import AdaptSettings, Recipe, adapted_copy
+from swig_lib.experiments.owndata.folder import synthesised_contrasts
+from swig_lib.experiments.subjects.dataset import Acquired, load_dataset, torch_threads
+from swig_lib.experiments.training.checkpoints import checkpoint_paths, load_checkpoint
 from swig_lib.experiments.training.loop import train_variant
 from swig_lib.experiments.training.variants import VARIANTS
 from swig_lib.experiments.training.windows import select_slices
 from swig_lib.provenance import package_fingerprint
 
 #: Per-subject tables of :class:`CrossSequenceResults`, each written to ``<name>.csv``.
-TABLES: tuple[str, ...] = ("synthesis", "maps", "tissue", "sulci")
+TABLES: tuple[str, ...] = ("synthesis", "maps", "tissue", "sulci", "adaptation", "adaptation_runs")
+#: Columns of the tables that are empty without adaptation.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "adaptation": ("subject", "protocol", "source", "map", "slice", "ssim", "hfen"),
+    "adaptation_runs": ("subject", "protocol", "steps", "slices", "seconds", "loss_before", "loss_after"),
+}
 
 #: Random streams of the test subjects' radial acquisitions and weighted images.
 TEST_STREAM, IMAGE_STREAM = 2, 3
@@ -99,6 +126,12 @@ class CrossSequenceResults:
     sulci : pandas.DataFrame
         Per subject: subject, protocol, source, error (%), n_voxels
         (:func:`swig_lib.experiments.crossseq.sulci.sulcal_flair_errors`).
+    adaptation : pandas.DataFrame
+        Per slice of the adapted volumes: as ``maps``, source
+        :data:`~swig_lib.experiments.crossseq.settings.ADAPTED`.
+    adaptation_runs : pandas.DataFrame
+        Per adapted volume: subject, protocol, steps, slices, seconds (adapting and predicting),
+        loss_before, loss_after (mean total self-supervised loss over its slices).
     example : Example
         The display slice of Fig. 4.
     info : dict
@@ -109,6 +142,8 @@ class CrossSequenceResults:
     maps: pd.DataFrame
     tissue: pd.DataFrame
     sulci: pd.DataFrame
+    adaptation: pd.DataFrame
+    adaptation_runs: pd.DataFrame
     example: Example
     info: dict[str, Any]
 
@@ -162,12 +197,42 @@ def _output_paths(out: Path) -> dict[str, Path]:
             "run": folder / "run.json", "example": out / "cache" / "crosssequence" / "example.npz"}
 
 
+def _adapt_subject(sid: str, guides: Mapping[str, np.ndarray], mask: np.ndarray, affine: np.ndarray,
+                   inputs: Mapping[str, np.ndarray], q_h: np.ndarray, slices: np.ndarray,
+                   settings: CrossSequenceSettings, seed: int, sr_model: SwigResNet, recipe: Recipe
+                   ) -> dict[str, list[dict[str, Any]]]:
+    """Adapt the SR model to each of :data:`ADAPT_PROTOCOLS` of one subject; score and time it (module doc, 6).
+
+    ``guides`` are the subject's acquired guides, ``inputs`` the protocols' maps on ``slices``.
+    Returns the rows of ``adaptation`` and ``adaptation_runs`` (without the subject).
+    """
+    device = next(sr_model.parameters()).device
+    rows: dict[str, list[dict[str, Any]]] = {"adaptation": [], "adaptation_runs": []}
+    for protocol in ADAPT_PROTOCOLS:
+        start = time.perf_counter()
+        q_l = inputs[protocol] * mask
+        subject = Acquired(sid, q_l, dict(guides), mask, affine,
+                           partial(synthesised_contrasts, q_l, recipe.acquisition.qmri_protocol))
+        done = adapted_copy(sr_model, recipe, subject, AdaptSettings(settings.adapt_steps, seed=seed), 0, slices,
+                            device)
+        adapted = predict_volume(done.model, inputs[protocol], guides, mask, settings.batch_size, slices=slices)
+        rows["adaptation_runs"].append({
+            "protocol": protocol, "steps": settings.adapt_steps, "slices": len(slices),
+            "seconds": time.perf_counter() - start,
+            **{key: done.record[key]["loss_total"] for key in ("loss_before", "loss_after")}})
+        rows["adaptation"] += map_scores({(protocol, ADAPTED): adapted}, q_h, mask, slices)
+    return rows
+
+
 def _simulate_subject(dataset: Any, sid: str, index: int, settings: CrossSequenceSettings,
-                      seed: int, sr_model: SwigResNet, recon_model: SwigResNet) -> dict[str, Any]:
+                      seed: int, sr_model: SwigResNet, recon_model: SwigResNet,
+                      recipe: Recipe | None = None) -> dict[str, Any]:
     """Acquisitions, SR and scores of one test subject (``index`` in the test list).
 
-    Returns the subject's volumes (mask, q_h, labels, acquired images, map sets, synthesised
-    images), its evaluated ``slices`` and ``rows``: the rows of each of :data:`TABLES`.
+    With the SR checkpoint's ``recipe``, the SR model is also adapted to the subject's maps
+    (:func:`_adapt_subject`). Returns the subject's volumes (mask, q_h, labels, acquired images,
+    map sets, synthesised images), its evaluated ``slices`` and ``rows``: the rows of each of
+    :data:`TABLES`.
     """
     acq = dataset.acquired(sid)
     mask = np.asarray(acq.mask, dtype=bool)
@@ -194,12 +259,15 @@ def _simulate_subject(dataset: Any, sid: str, index: int, settings: CrossSequenc
                                 image_protocols(settings.images), mask, slices,
                                 settings.intensity_match)
     spacing = float(np.linalg.norm(np.asarray(acq.affine)[:3, 0]))
+    rows = {"synthesis": synthesis_scores(images, acquired, mask, slices),
+            "maps": map_scores(maps, q_h, mask, slices),
+            "tissue": tissue_errors(maps, q_h, labels, slices, REPORTED_TISSUES),
+            "sulci": sulcal_flair_errors(images, sulcal_csf(labels, mask, spacing), mask, slices),
+            "adaptation": [], "adaptation_runs": []}
+    if recipe is not None:
+        rows |= _adapt_subject(sid, guides, mask, acq.affine, inputs, q_h, slices, settings, seed, sr_model, recipe)
     return {"mask": mask, "q_h": q_h, "labels": labels, "slices": slices, "acquired": acquired,
-            "maps": maps, "images": images, "rows": {
-                "synthesis": synthesis_scores(images, acquired, mask, slices),
-                "maps": map_scores(maps, q_h, mask, slices),
-                "tissue": tissue_errors(maps, q_h, labels, slices),
-                "sulci": sulcal_flair_errors(images, sulcal_csf(labels, mask, spacing), mask, slices)}}
+            "maps": maps, "images": images, "rows": rows}
 
 
 @lru_cache(maxsize=4)
@@ -214,12 +282,15 @@ def _subject_task(dataset: Any, sid: str, index: int, settings: CrossSequenceSet
     """Evaluate one test subject, in this or a worker process.
 
     Returns the rows of :data:`TABLES` (with the subject id) and, for the first subject, the
-    Fig. 4 example (its middle evaluated slice).
+    Fig. 4 example (its middle evaluated slice). The first ``settings.adapt_subjects`` subjects
+    (0: all) are also adapted to, when ``settings.adapt_steps`` > 0.
     """
+    adapting = settings.adapt_steps > 0 and (settings.adapt_subjects == 0 or index < settings.adapt_subjects)
+    recipe = Recipe.of_checkpoint(load_checkpoint(model_paths[0]), model_paths[0]) if adapting else None
     with torch_threads(1):
         sr_model, recon_model = (_cached_model(p, Path(p).stat().st_mtime_ns, device)
                                  for p in model_paths)
-        result = _simulate_subject(dataset, sid, index, settings, seed, sr_model, recon_model)
+        result = _simulate_subject(dataset, sid, index, settings, seed, sr_model, recon_model, recipe)
     rows = {name: [{"subject": sid, **row} for row in result["rows"][name]] for name in TABLES}
     if index != 0:
         return rows, None
@@ -306,7 +377,7 @@ def run_cross_sequence(
             outputs = list(tqdm(pool.map(_subject_task, *arguments), **bar))
     else:
         outputs = list(tqdm(map(_subject_task, *arguments), **bar))
-    tables = {name: pd.DataFrame([row for rows, _ in outputs for row in rows[name]])
+    tables = {name: pd.DataFrame([row for rows, _ in outputs for row in rows[name]], columns=COLUMNS.get(name))
               for name in TABLES}
     example = outputs[0][1]
     info = {"key": key, "variant": variant,

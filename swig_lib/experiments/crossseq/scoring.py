@@ -26,10 +26,13 @@ from swig_lib.core.models import MAP_NAMES
 from swig_lib.experiments.crossseq.acquisition import WeightedProtocol, synthesize
 from swig_lib.experiments.subjects.dataset import TISSUE_LABELS
 
-#: Tissues of the percentage errors, by name: their value in
-#: :data:`swig_lib.experiments.subjects.dataset.TISSUE_LABELS`.
+#: Tissues of the percentage errors that the Acq1-versus-Acq5 verdict counts, by name: their value
+#: in :data:`swig_lib.experiments.subjects.dataset.TISSUE_LABELS`.
 TISSUES: dict[str, int] = {name: code for code, name in sorted(TISSUE_LABELS.items(), reverse=True)
                            if name in ("WM", "GM")}
+#: Tissues of the percentage errors the chapter reports: :data:`TISSUES` and pure CSF, whose long
+#: T1 and T2 the radial sequence encodes worst (see :mod:`swig_lib.experiments.crossseq.csf`).
+REPORTED_TISSUES: dict[str, int] = {**TISSUES, "CSF": next(c for c, n in TISSUE_LABELS.items() if n == "CSF")}
 
 
 def match_intensity(image: np.ndarray, reference: np.ndarray, region: np.ndarray) -> np.ndarray:

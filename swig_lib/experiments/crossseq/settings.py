@@ -25,6 +25,9 @@ SOURCES: tuple[str, str] = ("Q_l", "SR")
 SOURCE_LABELS: dict[str, str] = {"Q_l": "$Q_l$", "SR": r"$\hat{Q}_h$", "Q_h": "$Q_h$"}
 #: Protocol and source name of the images synthesised from Q_h (the noise and bias floor).
 REFERENCE = "Q_h"
+#: The protocols whose maps the SR model is adapted to, and the source name of the adapted output.
+ADAPT_PROTOCOLS: tuple[str, str] = ("Acq1", "Acq5")
+ADAPTED = "SR+adapt"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,11 @@ class CrossSequenceSettings:
     workers : int
         Processes over which the test subjects are spread (1 = this process; more need as many
         free CPU cores, and a dataset object that pickles). Results do not depend on it.
+    adapt_subjects : int
+        The SR model is also adapted to the :data:`ADAPT_PROTOCOLS` maps of the first n test
+        subjects (0 = all) ...
+    adapt_steps : int
+        ... with this many Adam steps of the self-supervised loss per volume (0 = no adaptation).
     acquisition : AcquisitionSettings
         The radial sequence (fields overridden by ``[...crosssequence.acquisition]``).
     images : ImageSettings
@@ -62,6 +70,8 @@ class CrossSequenceSettings:
     intensity_match: str = "affine"
     batch_size: int = 8
     workers: int = 1
+    adapt_subjects: int = 1
+    adapt_steps: int = 0
     acquisition: AcquisitionSettings = field(default_factory=AcquisitionSettings)
     images: ImageSettings = field(default_factory=ImageSettings)
     recon: ReconSettings = field(default_factory=ReconSettings)
@@ -86,6 +96,8 @@ class CrossSequenceSettings:
             raise ValueError(f"intensity_match must be 'affine' or 'none', got {self.intensity_match!r}")
         if self.n_subjects < 0 or self.slice_stride < 1 or self.workers < 1:
             raise ValueError("need n_subjects >= 0, slice_stride >= 1 and workers >= 1")
+        if self.adapt_subjects < 0 or self.adapt_steps < 0:
+            raise ValueError("need adapt_subjects >= 0 and adapt_steps >= 0")
 
     @classmethod
     def from_profile(cls, profile: Profile) -> CrossSequenceSettings:

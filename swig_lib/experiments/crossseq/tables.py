@@ -5,6 +5,9 @@
   paper's values;
 * :func:`map_summary`, :func:`tissue_summary` and :func:`acq1_versus_acq5`: the ground-truth
   scores that the paper lacked, and whether SR of the short Acq1 reaches the long Acq5.
+* :func:`adaptation_summary` and :func:`adaptation_glue`: what scan-specific adaptation of the SR
+  model to a volume's maps gains against the ground truth, and :func:`adaptation_verdict`, the
+  plain verdict (chapters 04 and 08).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from swig_lib import paper
 from swig_lib.core.models import MAP_NAMES
 from swig_lib.experiments.crossseq.acquisition import IMAGE_NAMES
 from swig_lib.experiments.crossseq.scoring import TISSUES
-from swig_lib.experiments.crossseq.settings import PROTOCOLS, REFERENCE, SOURCES
+from swig_lib.experiments.crossseq.settings import ADAPTED, PROTOCOLS, REFERENCE, SOURCES
 from swig_lib.experiments.evaluation.ranking import mean_sd
 from swig_lib.experiments.results import Glue
 
@@ -223,3 +226,77 @@ def verdict_glue(verdict: pd.DataFrame) -> Glue:
             glue[f"xs_mape_WM_{name}_{key}"] = (verdict.loc[("mape", name, "WM"), column], ".1f")
             glue[f"xs_ssim_{name}_{key}"] = (verdict.loc[("ssim", name, "brain"), column], ".3f")
     return glue
+
+
+def adaptation_verdict(better: int, total: int) -> str:
+    """Say plainly whether scan-specific adaptation helped: on all, none or some of ``total`` map-metric pairs."""
+    if better == total:
+        return "adaptation helps: it improves every map on both metrics"
+    if better == 0:
+        return "adaptation does not help here: it improves no map on either metric"
+    return f"adaptation helps only in part: it improves {better} of {total} map-metric pairs and not the others"
+
+
+def adaptation_summary(maps: pd.DataFrame, adaptation: pd.DataFrame) -> pd.DataFrame:
+    """SR before and after scan-specific adaptation, against Q_h, on the adapted volumes' slices.
+
+    Parameters
+    ----------
+    maps : pandas.DataFrame
+        Per-slice map scores (:attr:`~swig_lib.experiments.crossseq.pipeline.CrossSequenceResults.maps`);
+        its ``"SR"`` rows of the adapted subjects, protocols and slices are compared.
+    adaptation : pandas.DataFrame
+        Per-slice map scores of the adapted model's output
+        (:attr:`~swig_lib.experiments.crossseq.pipeline.CrossSequenceResults.adaptation`, source
+        :data:`~swig_lib.experiments.crossseq.settings.ADAPTED`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index (protocol, metric, map), metric ``ssim`` (↑) or ``hfen`` (↓); columns ``SR`` and
+        :data:`~swig_lib.experiments.crossseq.settings.ADAPTED` (means over the slices), ``change``
+        (adapted − SR) and ``better``.
+    """
+    keys = ["subject", "protocol", "slice"]
+    sr = maps[maps["source"] == "SR"].merge(adaptation[keys].drop_duplicates(), on=keys)
+    means = pd.concat([sr, adaptation]).groupby(["protocol", "source", "map"], sort=False)[["ssim", "hfen"]].mean()
+    protocols = list(dict.fromkeys(adaptation["protocol"]))
+    index = pd.MultiIndex.from_tuples([(p, m, n) for p in protocols for m in ("ssim", "hfen") for n in MAP_NAMES],
+                                      names=["protocol", "metric", "map"])
+    table = pd.DataFrame({source: [means.loc[(p, source, n), m] for p, m, n in index] for source in ("SR", ADAPTED)},
+                         index=index)
+    table["change"] = table[ADAPTED] - table["SR"]
+    higher = table.index.get_level_values("metric") == "ssim"
+    table["better"] = np.where(higher, table["change"] > 0, table["change"] < 0)
+    return table
+
+
+def adaptation_glue(summary: pd.DataFrame, runs: pd.DataFrame) -> Glue:
+    """Glue values of the adaptation section of chapter 04.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        :func:`adaptation_summary`.
+    runs : pandas.DataFrame
+        Per adapted volume: subject, protocol, steps, slices, seconds, loss_before, loss_after
+        (:attr:`~swig_lib.experiments.crossseq.pipeline.CrossSequenceResults.adaptation_runs`).
+
+    Returns
+    -------
+    Glue
+        ``xs_adapt_volumes`` (what was adapted), ``xs_adapt_steps``, ``xs_adapt_seconds`` (mean
+        wall time per volume, s: adaptation and prediction), ``xs_adapt_better`` ("k of n"
+        protocol-map-metric triples that improve), ``xs_adapt_verdict`` and ``xs_adapt_loss_fell``
+        ("k of n" volumes whose self-supervised loss fell).
+    """
+    better = int(summary["better"].sum())
+    protocols = " and ".join(dict.fromkeys(runs["protocol"]))
+    return {
+        "xs_adapt_volumes": (f"the {protocols} maps of {runs['subject'].nunique()} test subject(s)", None),
+        "xs_adapt_steps": (int(runs["steps"].iloc[0]), None),
+        "xs_adapt_seconds": (float(runs["seconds"].mean()), ".0f"),
+        "xs_adapt_better": (f"{better} of {len(summary)}", None),
+        "xs_adapt_verdict": (adaptation_verdict(better, len(summary)), None),
+        "xs_adapt_loss_fell": (f"{int((runs['loss_after'] < runs['loss_before']).sum())} of {len(runs)}", None),
+    }

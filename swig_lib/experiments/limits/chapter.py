@@ -12,9 +12,16 @@
    the relative bias inside the part against the case's reference maps.
 2. **Mismatched guides** (:mod:`.mismatch`): every kind of :data:`KINDS` at every size of the
    profile, and one guide missing (:data:`MISSING_WAYS`); SSIM and HFEN of every map against Q_h
-   (:func:`swig_lib.core.metrics.map_metrics`), for SWIG and the guided-filter arm
-   (:mod:`swig_lib.experiments.arms.guided`, tuned on the validation subjects as in the comparison
-   chapter) next to Q_l.
+   (:func:`swig_lib.core.metrics.map_metrics`), for every method next to Q_l.
+
+   The methods (:data:`METHODS`): SWIG; the guided-filter arm (:mod:`swig_lib.experiments.arms.guided`,
+   tuned on the validation subjects as in the comparison chapter); the supervised upper bound
+   (:mod:`swig_lib.experiments.arms.supervised`: Q_l and both guides in, trained with HR labels) and the
+   Q2MRI-like estimator (:mod:`swig_lib.experiments.arms.q2mri`: the guides alone in), both read from the
+   checkpoints notebook 08 trains (:data:`ARM_CHECKPOINTS`). PnP and the scan-specific INR are left
+   out: each slice is an optimisation of its own (seconds per slice in the comparison chapter's timing
+   table, against hundredths for the networks), and this chapter runs every method once per lesion
+   case, mismatch and missing guide of every subject.
 3. **Summaries**: the curves of metric change against mismatch size (:func:`mismatch_curves`), the
    largest size that keeps ``limits.keep_gain`` of SR's gain over Q_l (:func:`guidance_table`),
    the lesion contrast kept, invented and biased (:func:`lesion_summary`), and the numbers the
@@ -37,7 +44,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from swig_lib.core.io import PathLike, atomic_write_bytes
+from swig_lib.core.io import MissingFileError, PathLike, atomic_write_bytes
 from swig_lib.core.metrics import map_metrics
 from swig_lib.core.models import MAP_NAMES, zscore_guide
 from swig_lib.experiments.arms.guided import FilterParams, filter_maps, tune_filter
@@ -69,8 +76,10 @@ from swig_lib.experiments.training.variants import GUIDE_ORDER
 from swig_lib.experiments.training.windows import select_slices
 from swig_lib.provenance import package_fingerprint
 
-#: The methods compared: the input, SWIG (the selected model) and the guided-filter arm.
-METHODS: tuple[str, str, str] = ("Q_l", "SWIG", "guided filter")
+#: The methods compared: the input, SWIG (the selected model) and the comparison arms that are cheap at inference.
+METHODS: tuple[str, ...] = ("Q_l", "SWIG", "guided filter", "supervised", "Q2MRI-like")
+#: The trained comparison arms: their checkpoint in ``<results_dir>/<profile>/checkpoints/`` (notebook 08 writes them).
+ARM_CHECKPOINTS: dict[str, str] = {"supervised": "arm-supervised.pt", "Q2MRI-like": "arm-q2mri.pt"}
 #: Lesion cases: where the lesions are (maps = Q_l and its reference, guides = the HR guides).
 CASES: tuple[str, ...] = ("none", "both", "maps only", "guides only")
 #: Kinds of guide mismatch and the label of their size axis.
@@ -85,6 +94,8 @@ MISSING_WAYS: dict[str, tuple[str, str]] = {
     "SWIG, stand-in guide from Q_l": ("SWIG", "standin"),
     "guided filter, remaining guide": ("guided filter", "gf"),
     "SWIG trained without it": ("SWIG", "single"),
+    "supervised, stand-in guide from Q_l": ("supervised", "supervised"),
+    "Q2MRI-like, stand-in guide from Q_l": ("Q2MRI-like", "q2mri"),
 }
 #: Random streams of a subject (``SeedSequence([limits.seed, stream, subject index])``).
 LESION_STREAM, BIAS_STREAM, NOISE_STREAM = 0, 1, 2
@@ -92,6 +103,8 @@ LESION_STREAM, BIAS_STREAM, NOISE_STREAM = 0, 1, 2
 SINGLE_GUIDE: dict[str, str] = {"T1w": "M2++", "T2w": "M1++"}
 #: Edge of the square crops around a lesion kept for the figures, voxels.
 CROP = 48
+#: A gain over Q_l counts for the guidance when it closes this fraction of Q_l's distance to a perfect score.
+MIN_GAIN = 0.1
 #: Metric columns and whether higher is better.
 METRIC_SIGN: dict[str, float] = {"ssim": 1.0, "hfen": -1.0}
 
@@ -240,6 +253,40 @@ def swig_method(model: torch.nn.Module, batch_size: int) -> Method:
         return predict_volume(model, q_l, guides, mask, batch_size)
 
     return predict
+
+
+def arm_methods(checkpoints: Path, profile_name: str, device: str | torch.device, batch_size: int) -> dict[str, Method]:
+    """The trained comparison arms of :data:`ARM_CHECKPOINTS` as methods, from their checkpoints.
+
+    Parameters
+    ----------
+    checkpoints : Path
+        ``<results_dir>/<profile>/checkpoints``.
+    profile_name : str
+        The profile (for the message).
+    device : str or torch.device
+        Where the networks run.
+    batch_size : int
+        Slices per forward pass.
+
+    Returns
+    -------
+    dict of str to Method
+
+    Raises
+    ------
+    swig_lib.core.io.MissingFileError
+        When a checkpoint is missing; the message names the file and the chapter that writes it.
+    """
+    arms = {}
+    for name, file in ARM_CHECKPOINTS.items():
+        path = checkpoints / file
+        if not path.is_file():
+            raise MissingFileError(f"{path}: no checkpoint of the {name} arm; it is trained by the comparison "
+                                   f"chapter: run notebook 08_comparison first (`swig reproduce --profile "
+                                   f"{profile_name} --only 08`)")
+        arms[name] = swig_method(load_model(path, device), batch_size)
+    return arms
 
 
 def _rng(seed: int, stream: int, index: int) -> np.random.Generator:
@@ -405,7 +452,7 @@ def mismatch_rows(subject: LimitsSubject, settings: LimitsSettings, methods: Map
     settings : LimitsSettings
         The sweeps.
     methods : mapping of str to Method
-        SWIG and the guided filter.
+        SWIG, the guided filter and any of the trained arms (:data:`ARM_CHECKPOINTS`).
     singles : mapping of str to Method
         A SWIG variant trained with one guide only, keyed by the guide it does *not* need.
 
@@ -439,6 +486,8 @@ def mismatch_rows(subject: LimitsSubject, settings: LimitsSettings, methods: Map
                 "guided filter, remaining guide": (methods["guided filter"], kept)}
         if gone in singles:
             ways["SWIG trained without it"] = (singles[gone], kept)
+        ways |= {f"{arm}, stand-in guide from Q_l": (methods[arm], stand_in) for arm in ARM_CHECKPOINTS
+                 if arm in methods}
         for way, (method, inputs) in ways.items():
             missing += _metric_rows(method(subject.q_l, inputs, subject.mask), subject, missing=gone, method=way)
     example = MismatchExample(subject.sid, int(subject.slices[z]), subject.q_h[..., z], subject.q_l[..., z],
@@ -472,19 +521,22 @@ def retained_gain(curves: pd.DataFrame, kind: str, method: str) -> pd.Series:
     """Fraction of the method's gain over Q_l that each size of ``kind`` keeps, worst over maps and metrics.
 
     The gain of a map and metric is the method's mean minus Q_l's (HFEN: Q_l's minus the
-    method's); cells where the method does not beat Q_l without mismatch are left out.
+    method's); cells where, without mismatch, the method does not close at least
+    :data:`MIN_GAIN` of Q_l's distance to a perfect score (SSIM 1, HFEN 0) are left out: the
+    ratio to a negligible gain says nothing (any change flips its sign).
 
     Returns
     -------
     pandas.Series
-        Indexed by size (size 0 → 1.0); NaN when the method beats Q_l nowhere.
+        Indexed by size (size 0 → 1.0); NaN when the method has no such gain anywhere.
     """
     ql = curves[curves["kind"] == "none"].set_index("map")
     rows = curves[(curves["kind"] == kind) & (curves["method"] == method)]
     ratios = []
     for metric, sign in METRIC_SIGN.items():
         gain = sign * (rows.pivot(index="size", columns="map", values=metric) - ql[metric])
-        useful = gain.loc[0.0] > 0
+        perfect = 1.0 if sign > 0 else 0.0
+        useful = gain.loc[0.0] >= MIN_GAIN * sign * (perfect - ql[metric]).reindex(gain.columns)
         ratios.append(gain.loc[:, useful] / gain.loc[0.0, useful])
     both = pd.concat(ratios, axis=1)
     return both.min(axis=1) if both.shape[1] else pd.Series(np.nan, index=both.index)
@@ -521,8 +573,9 @@ def guidance_table(curves: pd.DataFrame, keep: float, kinds: Sequence[str] = tup
         (worst over the signs of a protocol error).
     """
     records = []
+    present = set(curves["method"])
     for kind in kinds:
-        for method in METHODS[1:]:
+        for method in (m for m in METHODS[1:] if m in present):
             retained = retained_gain(curves, kind, method)
             magnitudes = np.abs(retained.index.to_numpy())
             top = magnitudes.max()
@@ -640,6 +693,10 @@ def format_size(kind: str, size: float) -> str:
     return f"{size:g} mm" if kind == "shift" else f"{size:g}°"
 
 
+#: How the prose names each method.
+PROSE_NAMES: dict[str, str] = {"Q_l": "Q_l", "SWIG": "SWIG", "guided filter": "the guided filter",
+                               "supervised": "the supervised upper bound", "Q2MRI-like": "the Q2MRI-like estimator"}
+
 #: What each kind of mismatch of a given ``{size}`` is, and what a user does about it (:func:`advice`).
 ADVICE: dict[str, tuple[str, str]] = {
     "bias": ("a receive bias field varying the guides' intensity by about ±{size}",
@@ -656,13 +713,13 @@ ADVICE: dict[str, tuple[str, str]] = {
 
 def percent_kept(fraction: float) -> str:
     """A fraction of the gain kept, in percent; below −100 % (a loss of more than twice the gain) as "< −100 %"."""
-    return "< −100 %" if fraction < -1 else f"{100 * fraction:.0f} %"
+    return "< −100 %" if fraction < -1 else f"{100 * fraction:.0f} %".replace("-", "−")
 
 
 def _kept(method: str, fraction: float) -> str:
     """How much of its gain over Q_l a method keeps, in words."""
     if np.isnan(fraction):
-        return f"{method} has no gain over Q_l to keep"
+        return f"{method} has no clear gain over Q_l to keep"
     if fraction < 0:
         return f"{method} falls below Q_l ({percent_kept(fraction)} of its gain)"
     return f"{method} keeps {percent_kept(fraction)} of its gain over Q_l"
@@ -683,14 +740,15 @@ def advice(guidance: pd.DataFrame, kind: str, keep: float) -> str:
     Returns
     -------
     str
-        What the largest tested size costs SWIG and the guided filter, and the largest size that
-        keeps ``keep`` of SWIG's gain (or that none of the tested sizes does).
+        What the largest tested size costs SWIG and every other method of the table, and the
+        largest size that keeps ``keep`` of SWIG's gain (or that none of the tested sizes does).
     """
     what, action = ADVICE[kind]
-    swig, guided = guidance.loc[(kind, "SWIG")], guidance.loc[(kind, "guided filter")]
+    rows = guidance.xs(kind, level="kind")
+    swig = rows.loc["SWIG"]
     text = (f"With {what.format(size=format_size(kind, swig['largest']))}, "
-            f"{_kept('SWIG', swig['retained_at_largest'])}; "
-            f"{_kept('the guided filter', guided['retained_at_largest'])}. ")
+            + "; ".join(_kept(PROSE_NAMES[method], row["retained_at_largest"]) for method, row in rows.iterrows())
+            + ". ")
     if np.isnan(swig["retained_at_largest"]):
         return text + "There is nothing to protect here."
     if swig["tolerable"] == 0:
@@ -708,15 +766,19 @@ def guidance_text(guidance: pd.DataFrame) -> pd.DataFrame:
     for (kind, method), row in guidance.iterrows():
         tolerable = (format_size(kind, row["tolerable"]) if row["tolerable"] > 0
                      else f"< {format_size(kind, row['smallest'])}")
-        cells[(kind, method)] = {"tolerable": tolerable, "largest tested": format_size(kind, row["largest"]),
-                                 "gain kept there": percent_kept(row["retained_at_largest"])}
+        no_gain = np.isnan(row["retained_at_largest"])
+        cells[(kind, method)] = {"tolerable": "no gain" if no_gain else tolerable,
+                                 "largest tested": format_size(kind, row["largest"]),
+                                 "gain kept there": "no gain" if no_gain else percent_kept(row["retained_at_largest"])}
     table = pd.DataFrame.from_dict(cells, orient="index")
     table.index.names = ["mismatch", "method"]
-    return table.unstack("method").reindex(guidance.index.get_level_values("kind").unique())
+    methods = guidance.index.get_level_values("method").unique()
+    return table.unstack("method").reindex(guidance.index.get_level_values("kind").unique()).reindex(
+        columns=pd.MultiIndex.from_product([table.columns, methods]))
 
 
 def lesion_advice(summary: pd.DataFrame) -> dict[str, str]:
-    """Sentences on the lesions: contrast kept (both, maps only), invented (guides only), tumour bias.
+    """Sentences on the lesions, for every method of ``summary``: contrast kept, erased, invented; tumour bias.
 
     Parameters
     ----------
@@ -726,35 +788,98 @@ def lesion_advice(summary: pd.DataFrame) -> dict[str, str]:
     Returns
     -------
     dict of str to str
-        ``"both"``, ``"maps_only"``, ``"guides_only"`` and ``"tumour"``.
+        ``"both"`` (contrast kept with the lesions in maps and guides), ``"maps_only"`` (kept with
+        guides that predate them), ``"guides_only"`` (invented where the maps have none),
+        ``"tumour"`` (T2 bias in the core and the oedema) and the two actions these numbers call
+        for: ``"act_session"`` and ``"act_invented"``.
     """
     ms = summary[summary.index.get_level_values("lesion").str.startswith("MS")]
     ms = ms[ms.index.get_level_values("map").isin(["T1", "T2"])]
+    methods = [m for m in METHODS if m in set(ms.index.get_level_values("method"))]
+    others = [m for m in methods if m not in ("Q_l", "SWIG")]
 
     def span(method: str, column: str) -> str:
         values = ms.xs(method, level="method")[column]
-        return f"{values.min():.0f} to {values.max():.0f} %"
+        return f"{round(values.min())} to {round(values.max())} %"
+
+    def spans(column: str, names: list[str]) -> str:
+        return ", ".join(f"{PROSE_NAMES[m]} {span(m, column)}" for m in names)
+
+    def extreme(method: str, column: str, largest: bool) -> tuple[float, str, float]:
+        """The extreme value of ``column`` for ``method``, where (lesion, map) and Q_l's value there."""
+        values = ms.xs(method, level="method")[column]
+        lesion, _, name = values.idxmax() if largest else values.idxmin()
+        return (float(values.max() if largest else values.min()), f"the {lesion} lesion's {name}",
+                float(ms.loc[(lesion, "lesion", "Q_l", name), column]))
 
     sizes = sorted({float(lesion.split()[1]) for lesion in ms.index.get_level_values("lesion")})
     radii = f"radius {sizes[0]:g} to {sizes[-1]:g} mm"
     tumour = summary[summary.index.get_level_values("lesion").str.startswith("tumour")]
     t2 = tumour.xs("T2", level="map")["bias_both"].droplevel("lesion")
-    bias = {(part, method): t2.loc[(part, method)].mean() for part in ("core", "oedema") for method in METHODS}
+
+    def biases(part: str) -> str:
+        return ", ".join(f"{PROSE_NAMES[m]} {round(t2.loc[(part, m)].mean()):+d} %" for m in methods)
+
+    erased, where, ql_erased = extreme("SWIG", "kept_maps_only", largest=False)
+    invented, where_inv, _ = extreme("SWIG", "invented", largest=True)
+    worst_other = max(others, key=lambda m: ms.xs(m, level="method")["invented"].max(), default=None)
+    session = (f"with guides that predate a lesion, SWIG keeps as little as {round(erased)} % of its contrast "
+               f"({where}; Q_l keeps {round(ql_erased)} % there)")
+    session += (", so it erases more than its input does" if erased < ql_erased else
+                ", no less than its input, Q_l, keeps")
     return {
         "both": (f"With the lesions in maps and guides, SWIG keeps {span('SWIG', 'kept_both')} of the MS lesions' "
-                 f"T1 and T2 contrast ({radii}); Q_l keeps {span('Q_l', 'kept_both')}, the guided filter "
-                 f"{span('guided filter', 'kept_both')}."),
-        "maps_only": (f"With guides that predate the lesions, SWIG keeps {span('SWIG', 'kept_maps_only')} of it, "
-                      f"the guided filter {span('guided filter', 'kept_maps_only')} (Q_l: "
-                      f"{span('Q_l', 'kept_maps_only')})."),
-        "guides_only": (f"With the lesions in the guides only, SWIG shows {span('SWIG', 'invented')} of the lesions' "
-                        f"contrast in maps that have none, the guided filter {span('guided filter', 'invented')}."),
-        "tumour": (f"In the tumour's necrotic core the T2 of Q_l is off the apparent (mono-exponential) T2 of a "
-                   f"perfect HR scan by {bias[('core', 'Q_l')]:+.0f} %, SWIG's by {bias[('core', 'SWIG')]:+.0f} % and "
-                   f"the guided filter's by {bias[('core', 'guided filter')]:+.0f} %; in the oedema by "
-                   f"{bias[('oedema', 'Q_l')]:+.0f} %, {bias[('oedema', 'SWIG')]:+.0f} % and "
-                   f"{bias[('oedema', 'guided filter')]:+.0f} %."),
+                 f"T1 and T2 contrast ({radii}; Q_h: 100 % by definition), Q_l {span('Q_l', 'kept_both')}"
+                 + (f"; {spans('kept_both', others)}" if others else "") + "."),
+        "maps_only": (f"With guides that predate the lesions, SWIG keeps {span('SWIG', 'kept_maps_only')} of it "
+                      f"(least: {where}), Q_l {span('Q_l', 'kept_maps_only')}"
+                      + (f"; {spans('kept_maps_only', others)}" if others else "")
+                      + ("; the Q2MRI-like estimator reads the guides alone, so it shows a lesion only when the "
+                         "guides do" if "Q2MRI-like" in methods else "") + "."),
+        "guides_only": (f"With the lesions in the guides only, where the true maps (Q_h and Q_l) show none of them, "
+                        f"SWIG writes {span('SWIG', 'invented')} of the lesions' contrast into its maps (most: "
+                        f"{where_inv})" + (f"; {spans('invented', others)}" if others else "") + "."),
+        "tumour": (f"In the tumour's necrotic core, the T2 against the apparent (mono-exponential) T2 of a perfect "
+                   f"HR scan: {biases('core')}; in the oedema: {biases('oedema')}."),
+        "act_session": f"Acquire the guides in the same session as the maps: {session}.",
+        "act_invented": (f"Check every lesion that SR shows against Q_l before quoting its values: SWIG writes up to "
+                         f"{round(invented)} % of a lesion's contrast that only the guides show ({where_inv})"
+                         + (f", {PROSE_NAMES[worst_other]} up to "
+                            f"{round(ms.xs(worst_other, level='method')['invented'].max())} %" if worst_other else "")
+                         + "."),
     }
+
+
+def missing_advice(missing: pd.DataFrame, curves: pd.DataFrame) -> dict[str, str]:
+    """Per missing guide: the ways of coping with the best SSIM and HFEN (means over the maps), against Q_l and SWIG.
+
+    Parameters
+    ----------
+    missing : pandas.DataFrame
+        :func:`missing_summary`.
+    curves : pandas.DataFrame
+        :func:`mismatch_curves` (Q_l and SWIG with both guides).
+
+    Returns
+    -------
+    dict of str to str
+        One sentence per missing guide (keys: the guide's name).
+    """
+    means = missing[list(METRIC_SIGN)].groupby(level=["missing", "method"], sort=False).mean()
+    both = curves[curves["size"] == 0.0].groupby(["kind", "method"])[list(METRIC_SIGN)].mean()
+    ql, swig = both.loc[("none", "Q_l")], both.xs("SWIG", level="method").iloc[0]
+    sentences = {}
+    for gone in means.index.get_level_values("missing").unique():
+        ways = means.xs(gone, level="missing")
+        best = {metric: (ways[metric] * sign).idxmax() for metric, sign in METRIC_SIGN.items()}
+        parts = [f"the {'highest' if sign > 0 else 'lowest'} {metric.upper()} comes from {best[metric]} "
+                 f"({ways.loc[best[metric], metric]:.3f}; Q_l {ql[metric]:.3f}, SWIG with both guides "
+                 f"{swig[metric]:.3f})" for metric, sign in METRIC_SIGN.items()]
+        verdict = ("use it" if best["ssim"] == best["hfen"] else
+                   "the two differ, so choose by what the maps are read for: SSIM weighs contrast and structure, "
+                   "HFEN fine edges")
+        sentences[gone] = f"Without the {gone}, {parts[0]}, {parts[1]} (means over the maps): {verdict}."
+    return sentences
 
 
 def _glue(results: LimitsResults, settings: LimitsSettings) -> Glue:
@@ -770,6 +895,9 @@ def _glue(results: LimitsResults, settings: LimitsSettings) -> Glue:
         glue[f"lim_advice_{kind.lower()}"] = (advice(results.guidance, kind, settings.keep_gain), None)
     for key, sentence in lesion_advice(results.lesion_summary).items():
         glue[f"lim_lesions_{key}"] = (sentence, None)
+    glue["lim_min_gain"] = (100 * MIN_GAIN, ".0f")
+    for gone, sentence in missing_advice(results.missing, results.curves).items():
+        glue[f"lim_missing_choice_{gone.lower()}"] = (sentence, None)
     for (gone, way, name), row in results.missing.iterrows():
         glue[f"lim_missing_{gone.lower()}_{MISSING_WAYS[way][1]}_{name.lower()}_dssim"] = (row["d_ssim"], "+.3f")
     return glue
@@ -778,7 +906,7 @@ def _glue(results: LimitsResults, settings: LimitsSettings) -> Glue:
 def run_limits(profile: Mapping[str, Any], variant: str, data_dir: PathLike = "data",
                results_dir: PathLike = "results", device: str | torch.device = "cpu", *,
                dataset: Any = None, progress: bool = False) -> LimitsResults:
-    """Lesions and mismatched guides on the test subjects, for SWIG and the guided-filter arm.
+    """Lesions and mismatched guides on the test subjects, for SWIG and the comparison arms of :data:`METHODS`.
 
     Parameters
     ----------
@@ -807,7 +935,8 @@ def run_limits(profile: Mapping[str, Any], variant: str, data_dir: PathLike = "d
     Raises
     ------
     FileNotFoundError
-        When the checkpoint of ``variant`` is missing (train it first: notebook 02 or ``swig train``).
+        When the checkpoint of ``variant`` is missing (train it first: notebook 02 or ``swig train``),
+        or that of a comparison arm (:func:`arm_methods`: notebook 08 trains them).
     """
     start = time.perf_counter()
     settings = LimitsSettings.from_profile(profile)
@@ -816,14 +945,15 @@ def run_limits(profile: Mapping[str, Any], variant: str, data_dir: PathLike = "d
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint of {variant}; train it first (notebook 02, or "
                                 f"`swig train --profile {profile['name']} --variant {variant}`)")
+    batch = int(profile["eval"]["batch_size"])
+    arms = arm_methods(out / "checkpoints", profile["name"], device, batch)
     if dataset is None:
         dataset = load_dataset(profile, root=data_dir, progress=progress)
-    batch = int(profile["eval"]["batch_size"])
     params = tune_guided(profile, dataset)
     methods: dict[str, Method] = {
         "SWIG": swig_method(load_model(path, device), batch),
         "guided filter": lambda q_l, guides, mask: guided_maps(q_l, guides, mask, params),
-    }
+    } | arms
     singles = {gone: swig_method(load_model(checkpoint_paths(out, single)[0], device), batch)
                for gone, single in SINGLE_GUIDE.items() if checkpoint_paths(out, single)[0].is_file()}
     test_ids = dataset.subject_ids("test")

@@ -26,6 +26,9 @@ TUMOUR_WINDOWS: dict[str, tuple[float, float]] = {"PD": (0.0, 120.0), "T1": (0.0
 MAP_COLORS: dict[str, str] = {"PD": "tab:gray", "T1": "tab:orange", "T2": "tab:blue"}
 #: Line style of each method's curves.
 METHOD_STYLES: dict[str, str] = {"SWIG": "-", "guided filter": "--"}
+#: Colour of each method in the figures that compare the methods.
+METHOD_COLORS: dict[str, str] = {"SWIG": "tab:red", "guided filter": "tab:green", "supervised": "tab:purple",
+                                 "Q2MRI-like": "tab:brown"}
 
 
 def worst_lesion(results: LimitsResults, kind: str, method: str = "SWIG", name: str = "T2") -> LesionCrops:
@@ -116,6 +119,34 @@ def mismatch_curves_figure(curves: pd.DataFrame, metric: str = "ssim", maps: Seq
     axes[0, 0].set_ylabel(f"Δ {metric.upper()}")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=len(maps) * len(methods), fontsize="small")
+    return fig
+
+
+def mismatch_methods_figure(curves: pd.DataFrame, metric: str = "ssim", name: str = "T2",
+                            kinds: Sequence[str] = tuple(KINDS), ncols: int = 4, panel_size: float = 2.6) -> Figure:
+    """A metric of one map (mean over subjects) against mismatch size for every method, one panel per kind.
+
+    One colour per method (:data:`METHOD_COLORS`); the dotted black line is Q_l's value: below it
+    (SSIM) or above it (HFEN) a method is worse than its input.
+    """
+    nrows = -(-len(kinds) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols, panel_size * nrows + 0.4),
+                             layout="constrained", squeeze=False)
+    rows = curves[curves["map"] == name]
+    ql = float(rows.loc[rows["kind"] == "none", metric].iloc[0])
+    methods = [m for m in METHOD_COLORS if m in set(rows["method"])]
+    for ax, kind in zip(axes.ravel(), kinds):
+        for method in methods:
+            line = rows[(rows["kind"] == kind) & (rows["method"] == method)].sort_values("size")
+            ax.plot(line["size"], line[metric], marker=".", color=METHOD_COLORS[method], label=method)
+        ax.axhline(ql, color="black", linestyle=":", linewidth=0.8, label="$Q_l$")
+        ax.set_xlabel(KINDS[kind], fontsize="small")
+        ax.set_title(kind)
+    for ax in axes.ravel()[len(kinds):]:
+        ax.remove()
+    axes[0, 0].set_ylabel(f"{metric.upper()} of {name}")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize="small")
     return fig
 
 

@@ -23,11 +23,15 @@ loss over the subject fell from 5383 to 3740 after 50 steps and to 1831 after 20
 raised it (7812). A half, a third or a fifth of the learning rate did not make short runs safe
 (of 2, 5, 10 and 20 steps, some still ended above the start): with batches of two slices the
 first steps are noisy, and the batch-normalisation statistics move towards those of the subject.
-Give 50 steps or more.
+Give 50 steps or more. A well-trained model may still not gain: the quick-profile M12++ started at
+a loss of 250-320 on its first three test subjects (20 slices each), and 50 steps raised it on all
+three (100 steps on one of them, too); chapters 04 and 08 report what adaptation gains against the
+true maps.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -58,15 +62,23 @@ class AdaptSettings:
         Start from a fresh network (seeded) instead of the trained weights.
     seed : int
         Seeds the fresh network, the slice order and every RNG.
+    lr_scale : float
+        Peak learning rate of fine-tuning as a fraction of the training's (``from_scratch``
+        always uses the training's). At the training's own rate Adam's first, sign-like steps
+        throw a trained model off: on two quick digital test subjects, 50 steps at 1× *raised*
+        the self-supervised loss and 50 steps at 0.1× lowered it.
     """
 
     steps: int
     from_scratch: bool = False
     seed: int = 0
+    lr_scale: float = 0.1
 
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ValueError(f"adaptation needs at least one step; got {self.steps}")
+        if not 0 < self.lr_scale <= 1:
+            raise ValueError(f"lr_scale must lie in (0, 1]; got {self.lr_scale}")
 
     @property
     def mode(self) -> str:
@@ -129,7 +141,8 @@ class Recipe:
 
 
 def subject_data(acquired: Any, guide_protocols: Mapping[str, GuideProtocol], acquisition: Acquisition,
-                 q_scale: list[float] | None, margin: int, dilation: int) -> TrainingData:
+                 q_scale: list[float] | None, margin: int, dilation: int,
+                 slices: np.ndarray | None = None) -> TrainingData:
     """One subject's slices as :class:`~swig_lib.experiments.training.windows.TrainingData` (train = val).
 
     Parameters
@@ -147,15 +160,17 @@ def subject_data(acquired: Any, guide_protocols: Mapping[str, GuideProtocol], ac
         The network's receptive radius (voxels around the brain in the crop).
     dilation : int
         Voxels by which the mask is dilated for the data term.
+    slices : numpy.ndarray, optional
+        The axial slices (indices) to adapt on; default every slice with brain voxels.
     """
     mask = np.asarray(acquired.mask, dtype=bool)
-    slices = prepare_subject(acquired, window_size([mask], margin), select_slices(mask, 0.0, 1), dilation,
-                             tuple(guide_protocols))
+    chosen = select_slices(mask, 0.0, 1) if slices is None else np.asarray(slices)
+    prepared = prepare_subject(acquired, window_size([mask], margin), chosen, dilation, tuple(guide_protocols))
     if q_scale is None:
         q_scale = masked_channel_means([torch.as_tensor(np.asarray(acquired.q_l))],
                                        [torch.from_numpy(mask)]).tolist()
-    return TrainingData(slices, slices, q_scale, mask.shape[:2], float(acquisition.keep), float(acquisition.sigma),
-                        dict(guide_protocols), acquisition.qmri_protocol)
+    return TrainingData(prepared, prepared, q_scale, mask.shape[:2], float(acquisition.keep),
+                        float(acquisition.sigma), dict(guide_protocols), acquisition.qmri_protocol)
 
 
 @dataclass(frozen=True)
@@ -217,15 +232,48 @@ def adapt(model: SwigResNet, recipe: Recipe, data: TrainingData, settings: Adapt
     passes = -(-count // len(data.train))
     order = torch.cat([torch.randperm(len(data.train), generator=shuffle) for _ in range(passes)])[:count]
     warmup = min(recipe.warmup_steps, settings.steps // 2)
-    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+    lr = recipe.lr if settings.from_scratch else recipe.lr * settings.lr_scale
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     run_epoch(model, data.train, order, recipe.batch_size, loss_fn, device, optimizer, settings.mode, progress,
-              lr=recipe.lr, total_steps=settings.steps, warmup_steps=warmup)
+              lr=lr, total_steps=settings.steps, warmup_steps=warmup)
     model.eval()
     record = {
         "mode": settings.mode, "steps": settings.steps, "seed": settings.seed, "slices": len(data.train),
-        "batch_size": recipe.batch_size, "lr": recipe.lr, "warmup_steps": warmup, "alpha": recipe.alpha,
+        "batch_size": recipe.batch_size, "lr": lr, "warmup_steps": warmup, "alpha": recipe.alpha,
         "keep": data.keep, "sigma": data.sigma,
         "qmri_protocol": {"tr": list(data.qmri_protocol.tr), "te": list(data.qmri_protocol.te)},
         "loss_before": before, "loss_after": mean_terms(),
     }
     return Adaptation(model.eval(), record)
+
+
+def adapted_copy(model: SwigResNet, recipe: Recipe, acquired: Any, settings: AdaptSettings, dilation: int,
+                 slices: np.ndarray | None = None, device: torch.device | str = "cpu") -> Adaptation:
+    """:func:`adapt` a copy of ``model`` to one subject whose guides have the model's protocols.
+
+    ``model`` itself is left as it is. The guides' protocols are the checkpoint's
+    (``recipe.acquisition``), as for the digital subjects and the cross-sequence chapter's acquired
+    images; the map scales are the model's (a fresh network's: the subject's, ``from_scratch``).
+
+    Parameters
+    ----------
+    model : SwigResNet
+        The trained model.
+    recipe : Recipe
+        Its checkpoint's training settings.
+    acquired
+        ``q_l``, ``guides``, ``mask`` and ``lr_contrasts()`` of the subject (:func:`subject_data`).
+    settings : AdaptSettings
+        Steps, mode and seed.
+    dilation : int
+        Voxels by which the mask is dilated for the data term (0 for contrasts synthesised from
+        Q_l, which hold nothing outside the brain).
+    slices : numpy.ndarray, optional
+        The axial slices to adapt on; default every slice with brain voxels.
+    device : torch.device or str
+        Where the steps run.
+    """
+    guides = {name: recipe.acquisition.guide_protocols[name] for name in model.guides}
+    data = subject_data(acquired, guides, recipe.acquisition, None if settings.from_scratch else model.spec["q_scale"],
+                        model.receptive_radius, dilation, slices)
+    return adapt(copy.deepcopy(model), recipe, data, settings, device)

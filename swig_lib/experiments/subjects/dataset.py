@@ -9,6 +9,9 @@ For every subject (Fig. 1a of the paper):
 2. the 12 HR contrasts C_h = M(Q_h) (eq. 13-14, :func:`swig_lib.core.physics.qmri_contrasts`);
 3. Φ (eq. 3) on every 2-D axial slice: centred k-space truncation (``keep`` of each in-plane axis)
    with complex Gaussian noise σ, seeded per subject → the LR contrasts C_l (:func:`lr_contrasts`);
+   with degradation randomisation (``[data.degradation]``,
+   :class:`~swig_lib.experiments.training.augment.DegradationSettings`) each subject of the chosen
+   splits is acquired with its own Φ (:meth:`DataSettings.subject_phi`, recorded in the manifest);
 4. the voxel-wise maximum-likelihood fit inside the mask → Q_l (:func:`fit_maps`);
 5. the HR guides W = M_g(Q_h) (eq. 15-17): T1w (IR-SPGR) and T2w (SE) (:func:`synthesize_guides`).
 
@@ -83,6 +86,13 @@ from swig_lib.experiments.subjects.synthsr import (
     label_template,
     provenance,
 )
+from swig_lib.experiments.training.augment import (
+    DegradationSettings,
+    draw_phi,
+    phi_from_record,
+    phi_record,
+    sample_rng,
+)
 
 SPLITS: tuple[str, str, str] = ("train", "val", "test")
 #: Values of the ``anatomy_source`` setting: subjects from MNI152, from the SynthSR label maps, or both.
@@ -97,6 +107,8 @@ DATA_MODULES: tuple[str, ...] = (
     "experiments/subjects/anatomy.py", "experiments/subjects/dataset.py", "experiments/subjects/synthsr.py",
     "core/fitter.py", "core/io.py", "core/kspace.py", "core/physics.py", "core/protocols.py",
 )
+#: Modules that also determine the files of a dataset with degradation randomisation (its Φs).
+DEGRADATION_MODULES: tuple[str, ...] = ("experiments/training/augment.py", "core/radial.py")
 
 #: File keys of a subject and the BIDS-like suffix of each file name.
 HR_KEYS: tuple[str, str, str] = ("PDmap", "T1map", "T2map")
@@ -149,6 +161,8 @@ class DataSettings:
         label-derived and the others MNI152-derived (``"mix"``).
     synthsr : SynthSRSettings
         The ``[<profile>.data.synthsr]`` table (defaults where absent).
+    degradation : DegradationSettings
+        The ``[<profile>.data.degradation]`` table (defaults, i.e. off, where absent).
     """
 
     dataset: str
@@ -163,6 +177,7 @@ class DataSettings:
     anatomy: AnatomySettings = AnatomySettings()
     anatomy_source: str = "mni152"
     synthsr: SynthSRSettings = SynthSRSettings()
+    degradation: DegradationSettings = DegradationSettings()
 
     @classmethod
     def from_profile(cls, profile: Profile) -> DataSettings:
@@ -170,7 +185,8 @@ class DataSettings:
         section = profile.data.to_dict()
         anatomy = AnatomySettings.from_dict(section.pop("anatomy", {}))
         synthsr = SynthSRSettings.from_dict(section.pop("synthsr", {}))
-        required = {f for f in cls.__dataclass_fields__ if f not in ("anatomy", "synthsr")}
+        degradation = DegradationSettings.from_dict(section.pop("degradation", {}))
+        required = {f for f in cls.__dataclass_fields__ if f not in ("anatomy", "synthsr", "degradation")}
         missing, unknown = required - set(section), set(section) - required
         if missing or unknown:
             raise KeyError(f"[data] section: missing {sorted(missing)}, unknown {sorted(unknown)}")
@@ -180,7 +196,7 @@ class DataSettings:
             keep=float(section["keep"]), sigma=float(section["sigma"]),
             slices=tuple(int(k) for k in section["slices"]),  # type: ignore[arg-type]
             slice_step=int(section["slice_step"]), margin=int(section["margin"]), anatomy=anatomy,
-            anatomy_source=str(section["anatomy_source"]), synthsr=synthsr,
+            anatomy_source=str(section["anatomy_source"]), synthsr=synthsr, degradation=degradation,
         )
         settings.check()
         return settings
@@ -208,12 +224,15 @@ class DataSettings:
         Compared with a manifest to decide reuse (together with :func:`code_fingerprint`). For
         ``anatomy_source = "mni152"`` the keys are those of the MNI152-only datasets before the
         label source existed, so their manifests still match; the other sources add
-        ``anatomy_source`` and :func:`swig_lib.experiments.subjects.synthsr.provenance`.
+        ``anatomy_source`` and :func:`swig_lib.experiments.subjects.synthsr.provenance`; with
+        degradation randomisation on, ``degradation`` (off, the keys are those of before it existed).
         """
         protocol = QMRIProtocol()
         brains = {b for b in self.subject_brains() if b is not None}
         extra = {} if self.anatomy_source == "mni152" else {
             "anatomy_source": self.anatomy_source, **provenance(self.synthsr, brains)}
+        if self.degradation.enabled:
+            extra["degradation"] = self.degradation.to_dict()
         return json.loads(json.dumps({
             "source": ANATOMY_SOURCES[self.anatomy_source],
             "dataset": self.dataset, "n_subjects": self.n_subjects, "split": self.split,
@@ -245,6 +264,19 @@ class DataSettings:
             brains += [None] * (n - labelled) + [pool[(j + i) % len(pool)] for i in range(labelled)]
             j += labelled
         return brains
+
+    def subject_phi(self, index: int) -> KSpaceTruncation:
+        """Φ of subject ``index``: drawn from ``sample_rng(seed, index)`` when randomised, else the profile's.
+
+        A subject is randomised when :attr:`degradation` is enabled and its split is one of
+        ``degradation.splits``; the draw depends only on the dataset seed and the index
+        (:func:`~swig_lib.experiments.training.augment.draw_phi`), never on the build order.
+        """
+        phi = KSpaceTruncation(self.keep, self.sigma)
+        split = SPLITS[int(np.searchsorted(np.cumsum(self.split), index, side="right"))]
+        if split not in self.degradation.splits:
+            return phi
+        return draw_phi(self.degradation, phi, sample_rng(self.seed, index))
 
     def subject_ids(self) -> list[str]:
         """``sub-01`` … in subject order (train first, then validation, then test)."""
@@ -304,6 +336,8 @@ class Acquired:
         Brain mask.
     affine : ndarray, shape (4, 4)
         Voxel-to-world affine, mm.
+    phi : KSpaceTruncation or None
+        The Φ that acquired C_l (its own with degradation randomisation); None: the dataset's.
     """
 
     subject: str
@@ -312,6 +346,7 @@ class Acquired:
     mask: np.ndarray
     affine: np.ndarray
     _contrasts: Callable[[], np.ndarray] = field(repr=False, compare=False)
+    phi: KSpaceTruncation | None = None
 
     def lr_contrasts(self) -> np.ndarray:
         """The 12 LR contrasts C_l (12, X, Y, Z), float32.
@@ -322,10 +357,11 @@ class Acquired:
 
 
 def lr_contrasts(q_h: np.ndarray, keep: float, sigma: float, seed: int,
-                 protocol: QMRIProtocol = QMRIProtocol()) -> np.ndarray:
+                 protocol: QMRIProtocol = QMRIProtocol(), phi: KSpaceTruncation | None = None) -> np.ndarray:
     """LR contrasts C_l = Φ(M(Q_h)) (eq. 3, 13, 14) on every axial slice, seeded.
 
-    Φ is :class:`swig_lib.core.kspace.KSpaceTruncation` ``(keep, sigma)``, its noisy data model.
+    Φ is :class:`swig_lib.core.kspace.KSpaceTruncation` ``(keep, sigma)``, its noisy data model, or
+    ``phi`` when given (a subject's own, :meth:`DataSettings.subject_phi`).
 
     Computed in float32 (complex64 k-space; the rounding error, ~1e-5 a.u., is far below the
     noise σ); the same inputs always give the same output.
@@ -342,6 +378,8 @@ def lr_contrasts(q_h: np.ndarray, keep: float, sigma: float, seed: int,
         Seed of the noise generator (``torch.Generator.manual_seed``).
     protocol : QMRIProtocol
         TR and TE, ms.
+    phi : KSpaceTruncation, optional
+        Φ instead of ``KSpaceTruncation(keep, sigma)`` (its ``keep`` and ``sigma`` then rule).
 
     Returns
     -------
@@ -351,7 +389,8 @@ def lr_contrasts(q_h: np.ndarray, keep: float, sigma: float, seed: int,
     maps = torch.from_numpy(np.ascontiguousarray(q_h, dtype=np.float32))
     contrasts = physics.qmri_contrasts(maps[0], maps[1], maps[2], protocol)
     generator = torch.Generator().manual_seed(int(seed))
-    axial = KSpaceTruncation(keep, sigma)(contrasts.permute(0, 3, 1, 2), generator)
+    phi = KSpaceTruncation(keep, sigma) if phi is None else phi
+    axial = phi(contrasts.permute(0, 3, 1, 2), generator)
     return axial.permute(0, 2, 3, 1).contiguous().numpy()
 
 
@@ -418,7 +457,7 @@ def tissue_labels(fractions: np.ndarray, mask: np.ndarray, purity: float = LABEL
 
 
 def acquire(q_h: np.ndarray, mask: np.ndarray, affine: np.ndarray, keep: float = 0.5,
-            sigma: float = 0.1, seed: int = 0) -> Subject:
+            sigma: float = 0.1, seed: int = 0, phi: KSpaceTruncation | None = None) -> Subject:
     """Simulate the acquisitions of a subject with HR maps ``q_h``: Φ → fit → Q_l, and the guides.
 
     Parameters
@@ -429,11 +468,11 @@ def acquire(q_h: np.ndarray, mask: np.ndarray, affine: np.ndarray, keep: float =
         Brain mask.
     affine : ndarray, shape (4, 4)
         Voxel-to-world affine.
-    keep, sigma, seed
-        Φ settings and noise seed (:func:`lr_contrasts`).
+    keep, sigma, seed, phi
+        Φ settings (or Φ itself) and noise seed (:func:`lr_contrasts`).
     """
     q_h = np.where(mask, np.asarray(q_h, dtype=np.float32), np.float32(0))
-    q_l = fit_maps(lr_contrasts(q_h, keep, sigma, seed), mask)
+    q_l = fit_maps(lr_contrasts(q_h, keep, sigma, seed, phi=phi), mask)
     return Subject(q_h, q_l, synthesize_guides(q_h), np.asarray(mask, dtype=bool),
                    np.asarray(affine, dtype=np.float64), int(seed))
 
@@ -574,13 +613,14 @@ def draw_anatomy(template: Template | LabelTemplate, rng: np.random.Generator, s
 
 
 def _digital_subject(template: Template | LabelTemplate, seed: int, index: int, slices: np.ndarray,
-                     anatomy: AnatomySettings, keep: float, sigma: float) -> tuple[Subject, SubjectAnatomy]:
-    """Acquisitions and anatomy of subject ``index`` of a dataset with seed ``seed``."""
+                     anatomy: AnatomySettings, keep: float, sigma: float,
+                     phi: KSpaceTruncation | None = None) -> tuple[Subject, SubjectAnatomy]:
+    """Acquisitions and anatomy of subject ``index`` of a dataset with seed ``seed`` (Φ: ``phi`` if given)."""
     if len(slices) == 0 or len(np.unique(np.diff(slices))) > 1 or np.any(np.diff(slices) <= 0):
         raise ValueError(f"slices must be increasing and evenly spaced; got {list(slices)}")
     rng, noise_seed = _seeds(seed, index)
     built = draw_anatomy(template, rng, anatomy, slices)
-    subject = acquire(built.maps, built.mask, _slab_affine(template, slices), keep, sigma, noise_seed)
+    subject = acquire(built.maps, built.mask, _slab_affine(template, slices), keep, sigma, noise_seed, phi)
     return replace(subject, labels=tissue_labels(built.fractions, built.mask)), built
 
 
@@ -598,10 +638,16 @@ def dataset_folder(settings: DataSettings, root: PathLike = "data") -> Path:
     return Path(root) / settings.dataset
 
 
-def code_fingerprint() -> dict[str, str]:
-    """SHA-256 of the source of each of :data:`DATA_MODULES`, by path inside the package."""
+def code_fingerprint(modules: Sequence[str] = DATA_MODULES) -> dict[str, str]:
+    """SHA-256 of the source of each of ``modules``, by path inside the package."""
     package = resources.files("swig_lib")
-    return {name: hashlib.sha256(package.joinpath(name).read_bytes()).hexdigest() for name in DATA_MODULES}
+    return {name: hashlib.sha256(package.joinpath(name).read_bytes()).hexdigest() for name in modules}
+
+
+def _dataset_code(settings: DataSettings) -> dict[str, str]:
+    """The code fingerprint of a dataset: :data:`DATA_MODULES`, plus :data:`DEGRADATION_MODULES` when randomised."""
+    extra = code_fingerprint(DEGRADATION_MODULES) if settings.degradation.enabled else {}
+    return {**code_fingerprint(), **extra}
 
 
 def check_dataset(folder: Path, settings: DataSettings) -> str | None:
@@ -617,7 +663,7 @@ def check_dataset(folder: Path, settings: DataSettings) -> str | None:
         wanted = settings.to_dict()
         changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
         return f"settings changed ({', '.join(changed)})"
-    stored_code, code = manifest.get("code") or {}, code_fingerprint()
+    stored_code, code = manifest.get("code") or {}, _dataset_code(settings)
     if stored_code != code:
         changed = sorted(k for k in set(stored_code) | set(code) if stored_code.get(k) != code.get(k))
         return f"code changed ({', '.join(changed)})"
@@ -734,7 +780,7 @@ def _build(folder: Path, settings: DataSettings, progress: bool, workers: int = 
             shutil.rmtree(stale)
     manifest = {
         "settings": settings.to_dict(),
-        "code": code_fingerprint(),
+        "code": _dataset_code(settings),
         "split": settings.split_ids(),
         "subjects": subjects,
         "shape": records[-1][1],
@@ -750,12 +796,14 @@ def _build_subject(folder: Path, settings: DataSettings, index: int, sid: str, s
     """Build and write subject ``index`` (in this or a worker process); its manifest record and grid.
 
     ``slices`` are MNI152 slice indices k; ``brain`` is the subject's SynthSR brain (None: MNI152),
-    recorded as ``synthsr_brain``.
+    recorded as ``synthsr_brain``; with degradation randomisation the subject's Φ is recorded as
+    ``phi`` (:func:`~swig_lib.experiments.training.augment.phi_record`).
     """
     with torch_threads(1):
         template = subject_template(settings.margin, brain, settings.synthsr)
+        phi = settings.subject_phi(index)
         subject, built = _digital_subject(template, settings.seed, index, template_slices(template, slices),
-                                          settings.anatomy, settings.keep, settings.sigma)
+                                          settings.anatomy, settings.keep, settings.sigma, phi)
         record = {"seed": [settings.seed, index], "noise_seed": subject.noise_seed,
                   "min_jacobian": round(built.min_jacobian, 4),
                   "tissue_values": {k: {p: round(x, 2) for p, x in vars(v).items()}
@@ -763,6 +811,8 @@ def _build_subject(folder: Path, settings: DataSettings, index: int, sid: str, s
                   "files": _write_subject(folder, sid, subject)}
         if brain is not None:
             record["synthsr_brain"] = brain
+        if settings.degradation.enabled:
+            record["phi"] = phi_record(phi)
     return record, list(subject.mask.shape)
 
 
@@ -817,9 +867,17 @@ class Dataset:
         """What a scanner gives for subject ``sid``: Q_l, the guides, the mask and C_l."""
         (mask, *arrays), affine = self._load(sid, [MASK_KEY, *LR_KEYS, *GUIDE_PROTOCOLS])
         noise_seed = int(self.manifest["subjects"][sid]["noise_seed"])
-        keep, sigma = float(self.settings["keep"]), float(self.settings["sigma"])
+        phi = self.phi(sid)
         return Acquired(sid, np.stack(arrays[:3]), dict(zip(GUIDE_PROTOCOLS, arrays[3:])), mask > 0,
-                        affine, lambda: lr_contrasts(self.reference(sid), keep, sigma, noise_seed))
+                        affine, lambda: lr_contrasts(self.reference(sid), phi.keep, phi.sigma, noise_seed, phi=phi),
+                        phi)
+
+    def phi(self, sid: str) -> KSpaceTruncation:
+        """The Φ that acquired subject ``sid``: its recorded own (degradation randomisation) or the dataset's."""
+        record = self.manifest["subjects"][sid].get("phi")
+        if record is None:
+            return KSpaceTruncation(float(self.settings["keep"]), float(self.settings["sigma"]))
+        return phi_from_record(record)
 
     def reference(self, sid: str) -> np.ndarray:
         """Q_h (3, X, Y, Z) float32 of ``sid``.

@@ -4,7 +4,7 @@ The MNI152 source (:mod:`swig_lib.experiments.subjects.anatomy`) deforms one pop
 smoother and more uniform than any brain. This source starts from the whole-brain label maps of
 five real subjects (FreeSurfer label codes, 1 mm) published with SynthSR (Billot et al.,
 GitHub ``BBillot/SynthSR``, Apache-2.0), kept in the repository with their licence in
-``datasets/synthsr-labels/`` (:data:`LABELS_FOLDER`); the package reads only that copy. Each
+``swig_lib/datasets/synthsr-labels/`` (:data:`LABELS_FOLDER`); the package reads only that copy. Each
 digital subject is built in five steps (:func:`label_anatomy`):
 
 1. **Classes.** Every label code maps to one of :data:`CLASSES` (:data:`FREESURFER_CLASSES`): cortex,
@@ -70,8 +70,9 @@ from swig_lib.experiments.subjects.anatomy import (
     tissue_maps,
 )
 
-#: The repository's copy of the label maps (a source checkout's ``datasets/synthsr-labels``).
-LABELS_FOLDER = Path(__file__).resolve().parents[3] / "datasets" / "synthsr-labels"
+#: The package's copy of the label maps (``swig_lib/datasets/synthsr-labels``, package data, so that
+#: a non-editable install has it too).
+LABELS_FOLDER = Path(__file__).resolve().parents[2] / "datasets" / "synthsr-labels"
 #: Public source of the label maps and the commit they were copied from.
 SOURCE_REPOSITORY = "https://github.com/BBillot/SynthSR"
 SOURCE_COMMIT = "9e63935503d97a433fcf7082b9f69abc5e7a1ddd"
@@ -209,7 +210,7 @@ def label_file(brain: int, folder: Path = LABELS_FOLDER) -> Path:
     path = Path(folder) / f"brain{brain}_labels.nii.gz"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: label map missing; the repository keeps the SynthSR label maps in "
-                                f"datasets/synthsr-labels/ (from {SOURCE_REPOSITORY} at {SOURCE_COMMIT})")
+                                f"swig_lib/datasets/synthsr-labels/ (from {SOURCE_REPOSITORY} at {SOURCE_COMMIT})")
     return path
 
 

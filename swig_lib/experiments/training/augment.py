@@ -22,8 +22,11 @@ restriction to a training window (:meth:`ApodisedTruncation.on_window`) is exact
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -33,10 +36,12 @@ from torch import Tensor
 
 from swig_lib.core.kspace import KSpaceTruncation, WindowedTruncation, centre_mask, fft2c, ifft2c, truncate_kspace
 from swig_lib.core.radial import radial_window
-from swig_lib.experiments.config import check_known_fields
+from swig_lib.experiments.config import Profile, check_known_fields
 
 #: Point-spread functions that :func:`draw_phi` chooses from.
 PSFS: tuple[str, ...] = ("box", "apodised", "radial")
+#: Dataset splits (as :data:`swig_lib.experiments.subjects.dataset.SPLITS`).
+SPLITS: tuple[str, ...] = ("train", "val", "test")
 #: Entropy word that separates the degradation draws from a dataset's other seeded streams.
 _STREAM = 0x5EED_DE6
 
@@ -57,6 +62,9 @@ class DegradationSettings:
         Point-spread functions to choose from (:data:`PSFS`).
     taper : float
         Tapered fraction of the band of ``"apodised"`` and ``"radial"``, in [0, 1] (1: Hann).
+    splits : tuple of str
+        Dataset splits whose subjects draw their Φ (default train and val: the test subjects keep
+        the profile's Φ, so the benchmark is unchanged).
     """
 
     enabled: bool = False
@@ -64,6 +72,7 @@ class DegradationSettings:
     sigma_range: tuple[float, float] = (0.05, 0.2)
     psfs: tuple[str, ...] = PSFS
     taper: float = 1.0
+    splits: tuple[str, ...] = ("train", "val")
 
     def __post_init__(self) -> None:
         low, high = self.keep_range
@@ -76,6 +85,8 @@ class DegradationSettings:
             raise ValueError(f"psfs must be a non-empty selection of {list(PSFS)}, got {list(self.psfs)}")
         if not 0 <= self.taper <= 1:
             raise ValueError(f"taper must lie in [0, 1], got {self.taper}")
+        if set(self.splits) - set(SPLITS):
+            raise ValueError(f"splits must be a selection of {list(SPLITS)}, got {list(self.splits)}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> DegradationSettings:
@@ -168,9 +179,14 @@ class ApodisedTruncation(KSpaceTruncation):
 class EmbeddedWindow:
     """A circulant Φ on a window of the acquisition grid, through zero-padding to the full grid.
 
+    Computed with real FFTs: Φ(C) = Re F⁻¹(F(C) ∘ B ∘ W) equals ``irfft2(rfft2(C) ∘ K)`` with K the
+    uncentred half of B·W (B·W is real and even, so Φ maps real images to real images and a
+    centred transform's shifts cancel around a circulant filter), about half the work of
+    :meth:`ApodisedTruncation.forward`, to which it is equal up to rounding.
+
     Attributes
     ----------
-    phi : KSpaceTruncation
+    phi : ApodisedTruncation
         The full-grid operator.
     grid : (int, int)
         In-plane shape of the acquisition grid, voxels.
@@ -178,18 +194,22 @@ class EmbeddedWindow:
         In-plane shape (n_x, n_y) of the window, n ≤ N per axis.
     """
 
-    phi: KSpaceTruncation
+    phi: ApodisedTruncation
     grid: tuple[int, int]
     window: tuple[int, int]
 
     def __post_init__(self) -> None:
         if not all(0 < n <= full for n, full in zip(self.window, self.grid)):
             raise ValueError(f"window {list(self.window)} must fit the grid {list(self.grid)}")
+        half = torch.fft.ifftshift(self.phi.weights(self.grid))[:, : self.grid[1] // 2 + 1]
+        object.__setattr__(self, "_half", half.contiguous())
 
     def forward(self, images: Tensor) -> Tensor:
         """Φ on windowed images (..., n_x, n_y), signal units; same shape out."""
         padded = F.pad(images, (0, self.grid[1] - self.window[1], 0, self.grid[0] - self.window[0]))
-        return self.phi.forward(padded)[..., : self.window[0], : self.window[1]]
+        kernel = self._half.to(device=images.device, dtype=images.dtype)
+        full = torch.fft.irfft2(torch.fft.rfft2(padded) * kernel, s=self.grid)
+        return full[..., : self.window[0], : self.window[1]]
 
     def adjoint(self, images: Tensor) -> Tensor:
         """Adjoint of :meth:`forward`: Φ is self-adjoint and cropping is the adjoint of zero-padding."""
@@ -230,3 +250,96 @@ def draw_phi(settings: DegradationSettings, phi: KSpaceTruncation, rng: np.rando
     if psf == "box":
         return KSpaceTruncation(keep, sigma)
     return ApodisedTruncation(keep, sigma, settings.taper, radial=psf == "radial")
+
+
+def psf_name(phi: KSpaceTruncation) -> str:
+    """The point-spread function of ``phi``: ``"box"``, ``"apodised"`` or ``"radial"`` (:data:`PSFS`)."""
+    if isinstance(phi, ApodisedTruncation):
+        return "radial" if phi.radial else "apodised"
+    return "box"
+
+
+def phi_record(phi: KSpaceTruncation) -> dict[str, Any]:
+    """A subject's Φ as plain data (a dataset manifest): psf, keep, sigma (a.u.) and taper."""
+    return {"psf": psf_name(phi), "keep": phi.keep, "sigma": phi.sigma,
+            "taper": phi.taper if isinstance(phi, ApodisedTruncation) else 0.0}
+
+
+def phi_from_record(record: dict[str, Any]) -> KSpaceTruncation:
+    """Inverse of :func:`phi_record`."""
+    if record["psf"] == "box":
+        return KSpaceTruncation(float(record["keep"]), float(record["sigma"]))
+    return ApodisedTruncation(float(record["keep"]), float(record["sigma"]), float(record["taper"]),
+                              radial=record["psf"] == "radial")
+
+
+def randomised_profile(profile: Profile) -> Profile:
+    """``profile`` with degradation randomisation on, on its own dataset (the transfer model's data).
+
+    The dataset is named ``<data.dataset>-dr-<digest>``, the digest the first 8 hex digits of the
+    SHA-256 of the ``[data.degradation]`` settings, so that datasets with other ranges never share
+    a folder (and the profile's own dataset is untouched).
+    """
+    data = profile.data.to_dict()
+    settings = DegradationSettings.from_dict({**data.get("degradation", {}), "enabled": True})
+    digest = hashlib.sha256(json.dumps(settings.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+    data = {**data, "degradation": settings.to_dict(), "dataset": f"{data['dataset']}-dr-{digest}"}
+    return Profile.from_dict(profile.to_dict() | {"data": data})
+
+
+@dataclass(frozen=True, eq=False)
+class SampleWindows:
+    """Each sample's noise-free Φ on the training window, whitened by its σ: Φ_s(C)/σ_s.
+
+    The data term of eq. 9 with a Φ per sample is Σ_s Σ_i ‖C_l,s^i − Φ_s(M^i(Q̂_s))‖²/σ_s² over the
+    region voxels; it is :func:`swig_lib.core.losses.data_consistency_loss` with σ = 1 applied to
+    the whitened operator (:meth:`forward`) and the whitened data (:meth:`whiten`), so every
+    sample keeps its own likelihood weight 1/σ_s².
+
+    Attributes
+    ----------
+    operators : tuple
+        The distinct Φ on the window (:meth:`~swig_lib.core.kspace.KSpaceTruncation.on_window`:
+        separable factors or the embedded full grid); a slice's ``phi`` indexes into them.
+    sigmas : Tensor
+        (n_phi,) σ of each Φ, a.u., > 0.
+    index : Tensor or None
+        (B,) the Φ of each sample of the bound batch (:meth:`bind`); None before.
+    """
+
+    operators: tuple[WindowedTruncation | EmbeddedWindow, ...]
+    sigmas: Tensor
+    index: Tensor | None = None
+
+    @classmethod
+    def build(cls, phis: Sequence[KSpaceTruncation], grid: tuple[int, int], window: tuple[int, int],
+              dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> SampleWindows:
+        """The window operators of ``phis`` on a ``window`` of the acquisition ``grid``."""
+        if min(phi.sigma for phi in phis) <= 0:
+            raise ValueError("every Φ of a per-sample data term needs noise sigma > 0 (it weighs by 1/σ²)")
+        return cls(tuple(phi.on_window(grid, window, dtype, device) for phi in phis),
+                   torch.tensor([phi.sigma for phi in phis], dtype=dtype, device=device))
+
+    def bind(self, index: Tensor) -> SampleWindows:
+        """The same operators for a batch whose sample b uses Φ number ``index[b]``."""
+        return replace(self, index=index.to(self.sigmas.device))
+
+    def whiten(self, images: Tensor) -> Tensor:
+        """Images (B, ...) of the bound batch divided by their sample's σ."""
+        return images / self.sigmas[self.index].view(-1, *([1] * (images.ndim - 1)))
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Φ_s(images[s])/σ_s for every sample s of the bound batch (B, ..., n_x, n_y); same shape.
+
+        The batch is grouped by Φ: one call of each distinct operator on its samples.
+        """
+        if self.index is None:
+            raise ValueError("bind the batch's Φ indices first (SampleWindows.bind)")
+        groups = torch.unique(self.index)
+        order = torch.cat([torch.nonzero(self.index == g).flatten() for g in groups])
+        parts = [self.operators[int(g)].forward(images[self.index == g]) for g in groups]
+        return self.whiten(torch.cat(parts)[torch.argsort(order)])
+
+    def adjoint(self, images: Tensor) -> Tensor:
+        """Adjoint of :meth:`forward`: each Φ_s is self-adjoint and σ_s a scalar."""
+        return self.forward(images)

@@ -71,21 +71,28 @@ class Acquisition:
         TR/TE of the LR contrasts, ms.
     guide_protocols : dict of str to GuideProtocol
         The protocol of each guide of the model, by name (times in ms, flip angles in degrees).
+    degradation : dict or None
+        With degradation randomisation, its settings
+        (:meth:`swig_lib.experiments.training.augment.DegradationSettings.to_dict`: ranges of keep
+        and σ, the point-spread functions, taper, splits): the training subjects had each their own
+        Φ and ``keep``/``sigma`` are the profile's (the test subjects'). None: one Φ for all.
     """
 
     keep: float | None
     sigma: float | None
     qmri_protocol: QMRIProtocol
     guide_protocols: dict[str, GuideProtocol]
+    degradation: dict[str, Any] | None = None
 
     def to_record(self) -> dict[str, Any]:
-        """Plain data for a checkpoint (read back by :meth:`of_checkpoint`)."""
-        return {
+        """Plain data for a checkpoint (read back by :meth:`of_checkpoint`); ``degradation`` only when set."""
+        record = {
             "keep": self.keep,
             "sigma": self.sigma,
             "qmri_protocol": {"tr": list(self.qmri_protocol.tr), "te": list(self.qmri_protocol.te)},
             "guide_protocols": {name: asdict(p) for name, p in self.guide_protocols.items()},
         }
+        return record if self.degradation is None else {**record, "degradation": self.degradation}
 
     @classmethod
     def of_checkpoint(cls, payload: Mapping[str, Any], source: str | Path = "checkpoint") -> Acquisition:
@@ -116,7 +123,7 @@ class Acquisition:
         try:
             protocols = {name: GuideProtocol(**fields) for name, fields in record["guide_protocols"].items()}
             qmri = QMRIProtocol(tuple(record["qmri_protocol"]["tr"]), tuple(record["qmri_protocol"]["te"]))
-            acquisition = cls(record["keep"], record["sigma"], qmri, protocols)
+            acquisition = cls(record["keep"], record["sigma"], qmri, protocols, record.get("degradation"))
         except (KeyError, TypeError, ProtocolError) as err:
             raise CheckpointError(f"{source}: unusable acquisition record ({err}); the file was edited or "
                                   "written by other code; train the model again (`swig train --overwrite`)") from err

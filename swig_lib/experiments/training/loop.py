@@ -20,6 +20,7 @@ from swig_lib.core.models import SwigResNet, receptive_radius
 from swig_lib.core.protocols import QMRIProtocol
 from swig_lib.core.sequences import GuideProtocol
 from swig_lib.experiments.config import Profile
+from swig_lib.experiments.training.augment import SampleWindows, randomised_profile
 from swig_lib.experiments.training.checkpoints import (
     CHECKPOINT_FORMAT,
     Acquisition,
@@ -42,9 +43,30 @@ from swig_lib.experiments.training.windows import SliceSet, TrainingData, paper_
 # ----------------------------------------------------------------------------------------------
 
 
-def crop_phi(data: TrainingData, device: torch.device | str = "cpu") -> WindowedTruncation:
-    """Noise-free Φ of the data (:attr:`TrainingData.phi`) on the training window, float32."""
-    return data.phi.on_window(data.grid, tuple(data.train.q_l.shape[-2:]), device=device)
+def crop_phi(data: TrainingData, device: torch.device | str = "cpu") -> WindowedTruncation | SampleWindows:
+    """Noise-free Φ of the data on the training window, float32.
+
+    :attr:`TrainingData.phi` when every slice shares it; with degradation randomisation each
+    sample's own Φ, whitened by its σ (:class:`~swig_lib.experiments.training.augment.SampleWindows`).
+    """
+    window = tuple(data.train.q_l.shape[-2:])
+    if data.sample_phis is None:
+        return data.phi.on_window(data.grid, window, device=device)
+    return SampleWindows.build(data.sample_phis, data.grid, window, device=device)
+
+
+def data_term(phi: WindowedTruncation | SampleWindows, batch: SliceSet,
+              sigma: float) -> tuple[WindowedTruncation | SampleWindows, Tensor, float]:
+    """Φ, C_l and σ of a batch's data term (eq. 9): as given with one Φ, else per sample and whitened.
+
+    With :class:`~swig_lib.experiments.training.augment.SampleWindows` the operator is bound to
+    the batch's Φ indices, C_l is divided by each sample's σ and the loss's σ is 1, so that every
+    sample's squared residual weighs 1/σ_s² (its likelihood).
+    """
+    if isinstance(phi, SampleWindows):
+        bound = phi.bind(batch.phi)
+        return bound, bound.whiten(batch.c_l), 1.0
+    return phi, batch.c_l, sigma
 
 
 def balanced_alpha(data: TrainingData, batch_size: int = 8) -> tuple[float, float, float]:
@@ -81,8 +103,9 @@ def balanced_alpha(data: TrainingData, batch_size: int = 8) -> tuple[float, floa
                 torch.arange(first, min(first + batch_size, len(data.train))), torch.device("cpu")
             )
             guides = {g: batch.guides[:, i] for i, g in enumerate(data.guide_protocols)}
+            batch_phi, c_l, sigma = data_term(phi, batch, data.sigma)
             terms = swig_loss(
-                batch.q_l, batch.c_l, guides, batch.mask, batch.region, data.sigma, phi, 1.0,
+                batch.q_l, c_l, guides, batch.mask, batch.region, sigma, batch_phi, 1.0,
                 protocols=data.guide_protocols, qmri_protocol=data.qmri_protocol,
             )
             sums[0] += float(terms.data) * len(batch)
@@ -96,13 +119,14 @@ def batch_loss(
     batch: SliceSet,
     variant: Variant,
     alpha: float,
-    phi: WindowedTruncation,
+    phi: WindowedTruncation | SampleWindows,
     sigma: float,
     guide_protocols: Mapping[str, GuideProtocol] | None = None,
     qmri_protocol: QMRIProtocol = QMRIProtocol(),
 ) -> LossTerms:
     """Run the model on a batch and return the terms of eq. 12 for ``variant``.
 
+    ``phi`` is :func:`crop_phi`'s: one Φ for every slice, or each slice's own (:func:`data_term`).
     ``guide_protocols`` names the guide channels of ``batch`` in order, with each guide's
     protocol (default :func:`~swig_lib.experiments.training.windows.paper_guide_protocols`, as
     :attr:`TrainingData.guide_protocols`); ``qmri_protocol`` is that of ``batch.c_l``.
@@ -111,9 +135,10 @@ def batch_loss(
     channels = [list(guide_protocols).index(g) for g in variant.guides]
     guides = batch.guides[:, channels]
     q_hat = model(batch.q_l if variant.use_ql else None, guides, batch.mask)
+    phi, c_l, sigma = data_term(phi, batch, sigma)
     return swig_loss(
         q_hat,
-        batch.c_l,
+        c_l,
         {g: guides[:, i] for i, g in enumerate(variant.guides)},
         batch.mask,
         batch.region,
@@ -212,7 +237,9 @@ def train_variant(
     device : str or torch.device, optional
         Default: :func:`swig_lib.default_device`.
     dataset
-        A loaded dataset (default: ``swig_lib.experiments.subjects.dataset.load_dataset(profile)``).
+        A loaded dataset (default: ``swig_lib.experiments.subjects.dataset.load_dataset(profile)``;
+        for a ``randomised`` variant, that of
+        :func:`~swig_lib.experiments.training.augment.randomised_profile`, built on first use).
     data : TrainingData, optional
         Already prepared slices (saves reloading when training several variants).
     progress : bool
@@ -232,6 +259,8 @@ def train_variant(
         message names each differing setting with both values).
     """
     variant = VARIANTS[variant] if isinstance(variant, str) else variant
+    if variant.randomised:
+        profile = randomised_profile(profile)
     device = torch.device(device) if device is not None else default_device()
     cfg = profile.train
     out = Path(out)
@@ -247,6 +276,9 @@ def train_variant(
         data = prepare_data(
             dataset, profile, receptive_radius(**profile.model), progress=progress
         )
+    if variant.randomised and data.degradation is None:
+        raise ValueError(f"{variant.name} trains with degradation randomisation: pass the dataset of "
+                         "randomised_profile(profile), or none")
     seed_everything(profile.seed)
     model = SwigResNet(variant.guides, variant.use_ql, data.q_scale, **profile.model).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -332,7 +364,8 @@ def train_variant(
             "variant": asdict(variant),
             "profile": profile.to_dict(),
             "acquisition": Acquisition(
-                data.keep, data.sigma, data.qmri_protocol, {g: data.guide_protocols[g] for g in variant.guides}
+                data.keep, data.sigma, data.qmri_protocol, {g: data.guide_protocols[g] for g in variant.guides},
+                None if data.degradation is None else data.degradation.to_dict(),
             ).to_record(),
             "epoch": epoch + 1,
             "device": str(device),

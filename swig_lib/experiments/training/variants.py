@@ -23,6 +23,10 @@ class Variant:
         L_l in the loss (second "+").
     alpha : float or None
         Weight of L_h; None takes the profile's ``train.alpha``.
+    randomised : bool
+        Trained with degradation randomisation (each training subject with its own Φ, on the
+        dataset of :func:`swig_lib.experiments.training.augment.randomised_profile`): the
+        transfer model (issue 11).
     """
 
     name: str
@@ -30,13 +34,15 @@ class Variant:
     use_ql: bool
     data_consistency: bool
     alpha: float | None = None
+    randomised: bool = False
 
     def resolved_alpha(self, profile_alpha: float) -> float:
         """α actually used: the variant's own value, else the profile's."""
         return float(profile_alpha if self.alpha is None else self.alpha)
 
 
-#: The five models of Table I and the α = 0 control the paper lacks.
+#: The five models of Table I, the α = 0 control the paper lacks and M12++ trained with degradation
+#: randomisation (the transfer model, issue 11).
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
@@ -46,5 +52,6 @@ VARIANTS: dict[str, Variant] = {
         Variant("M12-+", ("T1w", "T2w"), use_ql=False, data_consistency=True),
         Variant("M12--", ("T1w", "T2w"), use_ql=False, data_consistency=False),
         Variant("M12++a0", ("T1w", "T2w"), use_ql=True, data_consistency=True, alpha=0.0),
+        Variant("M12++dr", ("T1w", "T2w"), use_ql=True, data_consistency=True, randomised=True),
     )
 }

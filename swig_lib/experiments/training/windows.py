@@ -20,6 +20,7 @@ from swig_lib.core.models import masked_channel_means, zscore_guide
 from swig_lib.core.protocols import QMRIProtocol
 from swig_lib.core.sequences import PRESETS, GuideProtocol
 from swig_lib.experiments.config import Profile
+from swig_lib.experiments.training.augment import DegradationSettings
 from swig_lib.experiments.training.variants import GUIDE_ORDER
 
 # ----------------------------------------------------------------------------------------------
@@ -129,6 +130,9 @@ class SliceSet:
         (S, h, w) voxels of the data-consistency term (the dilated brain mask).
     c_l : Tensor
         (S, n_c, h, w) acquired LR contrasts, a.u. (n_c = 12 for the paper's protocol).
+    phi : Tensor
+        (S,) int64: the Φ that acquired each slice, an index into :attr:`TrainingData.sample_phis`
+        (all 0 with one Φ).
     """
 
     q_l: Tensor
@@ -136,6 +140,7 @@ class SliceSet:
     mask: Tensor
     region: Tensor
     c_l: Tensor
+    phi: Tensor
 
     def __len__(self) -> int:
         return self.q_l.shape[0]
@@ -163,7 +168,7 @@ def slices_first(
 
 
 def prepare_subject(acq: Any, size: tuple[int, int], slices: np.ndarray, dilation: int,
-                    guides: Sequence[str] = GUIDE_ORDER) -> SliceSet:
+                    guides: Sequence[str] = GUIDE_ORDER, phi_index: int = 0) -> SliceSet:
     """Crop and slice one subject's acquired data (never its Q_h).
 
     Parameters
@@ -179,6 +184,8 @@ def prepare_subject(acq: Any, size: tuple[int, int], slices: np.ndarray, dilatio
         Voxels by which the brain mask is dilated for the data-consistency region.
     guides : sequence of str
         Guide names, in the channel order of the result (default :data:`GUIDE_ORDER`).
+    phi_index : int
+        The subject's Φ, an index into :attr:`TrainingData.sample_phis`.
     """
     mask_np = np.asarray(acq.mask, dtype=bool)
     rows, cols = window_indices(mask_np, size)
@@ -193,6 +200,7 @@ def prepare_subject(acq: Any, size: tuple[int, int], slices: np.ndarray, dilatio
         mask=mask,
         region=dilate(mask, dilation),
         c_l=slices_first(np.asarray(acq.lr_contrasts(), dtype=np.float32), rows, cols, slices),
+        phi=torch.full((len(slices),), phi_index, dtype=torch.int64),
     )
 
 
@@ -207,7 +215,10 @@ class TrainingData:
 
     ``keep`` and ``sigma`` set Φ (eq. 3); ``guide_protocols`` names the guide channels of the
     slices, in order, with the protocol each guide is synthesised with in L_h (times in ms, flip
-    angles in degrees); ``qmri_protocol`` gives the TR/TE of the contrasts ``c_l``.
+    angles in degrees); ``qmri_protocol`` gives the TR/TE of the contrasts ``c_l``. With
+    degradation randomisation, ``sample_phis`` holds the distinct Φ of the subjects (a slice's
+    ``phi`` indexes into it) and ``degradation`` the settings they were drawn with; None: every
+    slice was acquired with :attr:`phi`.
     """
 
     train: SliceSet
@@ -218,6 +229,8 @@ class TrainingData:
     sigma: float
     guide_protocols: dict[str, GuideProtocol] = field(default_factory=paper_guide_protocols)
     qmri_protocol: QMRIProtocol = QMRIProtocol()
+    sample_phis: tuple[KSpaceTruncation, ...] | None = None
+    degradation: DegradationSettings | None = None
 
     @property
     def phi(self) -> KSpaceTruncation:
@@ -238,8 +251,9 @@ def prepare_data(
     Parameters
     ----------
     dataset
-        Provides ``subject_ids(split)``, ``acquired(subject_id)`` and ``settings`` (``keep``,
-        ``sigma``), as :func:`swig_lib.experiments.subjects.dataset.load_dataset` returns; and
+        Provides ``subject_ids(split)``, ``acquired(subject_id)`` (with the subject's own ``phi``
+        where it has one) and ``settings`` (``keep``, ``sigma``, optionally ``degradation``), as
+        :func:`swig_lib.experiments.subjects.dataset.load_dataset` returns; and
         optionally ``guide_protocols`` (guide name → :class:`~swig_lib.core.sequences.GuideProtocol`,
         in channel order; default :func:`paper_guide_protocols`) and ``qmri_protocol`` (default
         the paper's), as :class:`swig_lib.experiments.owndata.folder.OwnDataset` does.
@@ -264,6 +278,9 @@ def prepare_data(
     size = window_size(masks, margin)
     if cfg.dc_dilation > margin:
         raise ValueError("train.dc_dilation must not exceed the crop margin (the receptive radius)")
+    phi = KSpaceTruncation(float(_setting(dataset.settings, "keep")), float(_setting(dataset.settings, "sigma")))
+    own = [getattr(a, "phi", None) or phi for split in acquired.values() for a in split]
+    sample_phis = tuple(dict.fromkeys(own))  # distinct, in subject order
     sets = {}
     for split, subjects in acquired.items():
         sets[split] = SliceSet.concatenate(
@@ -276,6 +293,7 @@ def prepare_data(
                     ),
                     cfg.dc_dilation,
                     tuple(guide_protocols),
+                    sample_phis.index(getattr(a, "phi", None) or phi),
                 )
                 for a in subjects
             ]
@@ -289,8 +307,19 @@ def prepare_data(
         val=sets["val"],
         q_scale=q_scale.tolist(),
         grid=masks[0].shape[:2],
-        keep=float(_setting(dataset.settings, "keep")),
-        sigma=float(_setting(dataset.settings, "sigma")),
+        keep=phi.keep,
+        sigma=phi.sigma,
         guide_protocols=guide_protocols,
         qmri_protocol=getattr(dataset, "qmri_protocol", QMRIProtocol()),
+        sample_phis=None if sample_phis == (phi,) else sample_phis,
+        degradation=_degradation(dataset.settings),
     )
+
+
+def _degradation(settings: Any) -> DegradationSettings | None:
+    """The degradation randomisation a dataset was built with (its ``degradation`` setting), or None."""
+    record = settings.get("degradation") if isinstance(settings, Mapping) else getattr(settings, "degradation", None)
+    if record is None:
+        return None
+    found = record if isinstance(record, DegradationSettings) else DegradationSettings.from_dict(record)
+    return found if found.enabled else None

@@ -67,3 +67,16 @@ def test_noise_free_maps_keep_the_example_layout():
     assert maps[("Acq5", NOISE_FREE)].shape == (3, 16, 16)
     again = noise_free_maps(example, settings, ("Acq5",))
     assert np.array_equal(maps[("Acq5", NOISE_FREE)], again[("Acq5", NOISE_FREE)])  # no noise, no seed
+
+
+def test_ventricle_glue_names_every_row_and_column():
+    from swig_lib.experiments.crossseq.csf import NOISE_FREE, ventricle_glue
+
+    example = _example(3600.0)
+    example.maps[("Acq5", NOISE_FREE)] = example.maps[("Acq1", "Q_l")]
+    table = ventricle_budget(example, PROTOCOL, [("Acq1", "Q_l"), ("Acq5", NOISE_FREE)])
+    glue = ventricle_glue(table)
+    assert len(glue) == 3 * 5
+    assert glue["flair_csf_Acq1_Q_l_t1_bias"] == (pytest.approx(-10.0), ".0f")
+    assert glue["flair_csf_Acq5_Q_l_nn_t1_bias"] == glue["flair_csf_Acq1_Q_l_t1_bias"]
+    assert glue["flair_csf_Q_h_Q_h_flair_voxelwise"][0] == pytest.approx(0.0, abs=1e-9)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -105,3 +108,32 @@ def test_adaptation_summary_compares_sr_before_and_after_on_the_adapted_slices_o
         "adaptation helps only in part: it improves 6 of 12 map-metric pairs and not the others")
     assert adaptation_verdict(0, 6) == "adaptation does not help here: it improves no map on either metric"
     assert adaptation_verdict(6, 6) == "adaptation helps: it improves every map on both metrics"
+
+
+def test_display_tables_of_the_chapters_match_their_inline_forms() -> None:
+    """map_table, tissue_table, sulci_summary/sulci_glue and floor_text on the committed quick results."""
+    from swig_lib.core.io import read_csv
+    from swig_lib.experiments.crossseq import tables
+    from swig_lib.experiments.crossseq.settings import PROTOCOLS, REFERENCE, SOURCES
+
+    folder = Path(__file__).resolve().parents[1] / "results" / "quick" / "crosssequence"
+    maps, tissue, sulci = (read_csv(folder / f"{name}.csv") for name in ("maps", "tissue", "sulci"))
+    rows = [(p, s) for p in PROTOCOLS for s in SOURCES]
+    expected = tables.map_summary(maps)[["ssim_mean", "hfen_mean"]].unstack("map")
+    expected.columns = [f"{metric[:4].upper()} {name}" for metric, name in expected.columns]
+    pd.testing.assert_frame_equal(tables.map_table(maps), expected.reindex(rows).round(3))
+    errors = tables.tissue_summary(tissue)
+    cells = errors.apply(lambda r: f"{r.mape_mean:.1f} ± {r.mape_sd:.1f}", axis=1)
+    pd.testing.assert_frame_equal(tables.tissue_table(tissue), cells.unstack(["tissue", "map"]).reindex(rows))
+    summary = tables.sulci_summary(sulci)
+    means = sulci.groupby(["protocol", "source"])["error"].mean()
+    assert list(summary.index) == rows and np.allclose(summary["mean"], [means[r] for r in rows], rtol=0, atol=1e-12)
+    glue = tables.sulci_glue(summary)
+    closer = sum(abs(means[(p, "SR")]) < abs(means[(p, "Q_l")]) for p in PROTOCOLS)
+    assert glue["flair_sulci_closer"] == (f"{closer} of {len(PROTOCOLS)}", None)
+    assert glue[f"flair_sulci_{PROTOCOLS[0]}_SR"] == (means[(PROTOCOLS[0], "SR")], ".1f")
+    synthesis = tables.table2(read_csv(folder / "synthesis.csv"))
+    text = tables.floor_text(synthesis, ("T1w", "FLAIR")).splitlines()
+    row = synthesis.loc[(REFERENCE, "FLAIR", REFERENCE)]
+    assert len(text) == 3 and text[2] == (f"  FLAIR: SSIM {row.ssim_mean:.3f} ± {row.ssim_sd:.3f}, "
+                                          f"HFEN {row.hfen_mean:.3f} ± {row.hfen_sd:.3f}")

@@ -261,6 +261,19 @@ def test_glue_value_prints_without_myst_nb(
     assert capsys.readouterr().out == "ssim = 0.912\n"
 
 
+def test_glue_all_glues_every_entry_and_show_closes_the_figure(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setitem(sys.modules, "myst_nb", None)
+    notebook.glue_all({"ssim": (0.912345, ".3f"), "winner": ("M12++", None)})
+    assert capsys.readouterr().out == "ssim = 0.912\nwinner = M12++\n"
+    figure = plt.figure()
+    notebook.show(figure)
+    assert not plt.fignum_exists(figure.number)
+
+
 def _jupyter_book(source: Path, profile: str) -> subprocess.CompletedProcess[str]:
     """Build the book at ``source`` with -W for ``profile``."""
     env = {**os.environ, "SWIG_PROFILE": profile}

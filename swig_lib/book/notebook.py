@@ -28,6 +28,7 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -274,6 +275,21 @@ def glue_value(name: str, value: Any, fmt: str | None = None) -> None:
         glue(name, shown, display=not scalar)
     if scalar or glue is None:
         print(f"{name} = {shown}")
+
+
+def glue_all(glue: Mapping[str, tuple[Any, str | None]]) -> None:
+    """:func:`glue_value` every entry of a chapter's glue mapping, ``name: (value, fmt)``."""
+    for name, (value, fmt) in glue.items():
+        glue_value(name, value, fmt)
+
+
+def show(figure: Any) -> None:
+    """Display a matplotlib ``figure`` in the notebook and close it (its memory is freed)."""
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    display(figure)
+    plt.close(figure)
 
 
 def _title_source(name: str, title: str, intro: str) -> str:

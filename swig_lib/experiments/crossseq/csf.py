@@ -151,3 +151,21 @@ def ventricle_table(example: Example, settings: CrossSequenceSettings, folder: s
     if folder is not None:
         write_csv(table, Path(folder) / VENTRICLES_FILE, index=True)
     return table
+
+
+#: Column titles of :func:`ventricle_budget`'s table on the page.
+COLUMN_TITLES: dict[str, str] = {
+    "t1_bias": "T1 bias [%]", "t2_bias": "T2 bias [%]", "pd_bias": "PD bias [%]", "t1_spread": "T1 sd [%]",
+    "t2_spread": "T2 sd [%]", "flair_voxelwise": "FLAIR / WM [%]", "flair_median": "FLAIR of medians / WM [%]",
+}
+
+
+def ventricle_glue(budget: pd.DataFrame) -> dict[str, tuple[float, str]]:
+    """Glue of the ventricle table: ``flair_csf_<protocol>_<source>_<column>``, whole percent.
+
+    The noise-free source (:data:`NOISE_FREE`) is written ``<source>_nn``, e.g. ``Q_l_nn``.
+    """
+    source_key = {NOISE_FREE: "Q_l_nn"}
+    return {f"flair_csf_{protocol}_{source_key.get(source, source)}_{column}": (float(row[column]), ".0f")
+            for (protocol, source), row in budget.iterrows()
+            for column in ("t1_bias", "t2_bias", "t1_spread", "flair_voxelwise", "flair_median")}

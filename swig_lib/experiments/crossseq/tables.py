@@ -300,3 +300,47 @@ def adaptation_glue(summary: pd.DataFrame, runs: pd.DataFrame) -> Glue:
         "xs_adapt_verdict": (adaptation_verdict(better, len(summary)), None),
         "xs_adapt_loss_fell": (f"{int((runs['loss_after'] < runs['loss_before']).sum())} of {len(runs)}", None),
     }
+
+
+def floor_text(summary: pd.DataFrame, contrasts: Sequence[str]) -> str:
+    """The images synthesised from the true maps Q_h (the floor left by noise and bias), as text.
+
+    One line per contrast: mean ± sd of SSIM and HFEN over the evaluated slices (:func:`table2`).
+    """
+    lines = ["synthesised from the true maps Q_h (the floor left by noise and bias):"]
+    for contrast in contrasts:
+        row = summary.loc[(REFERENCE, contrast, REFERENCE)]
+        lines.append(f"  {contrast}: SSIM {row.ssim_mean:.3f} ± {row.ssim_sd:.3f}, "
+                     f"HFEN {row.hfen_mean:.3f} ± {row.hfen_sd:.3f}")
+    return "\n".join(lines)
+
+
+def map_table(maps: pd.DataFrame) -> pd.DataFrame:
+    """Mean map SSIM and HFEN against Q_h per protocol and source, one column per metric and map."""
+    table = map_summary(maps)[["ssim_mean", "hfen_mean"]].unstack("map")
+    table.columns = [f"{metric[:4].upper()} {name}" for metric, name in table.columns]
+    return table.reindex([(p, s) for p in PROTOCOLS for s in SOURCES]).round(3)
+
+
+def tissue_table(tissue: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± sd over subjects of each tissue's absolute percentage error, per protocol and source."""
+    cells = tissue_summary(tissue).apply(lambda r: f"{r.mape_mean:.1f} ± {r.mape_sd:.1f}", axis=1)
+    return cells.unstack(["tissue", "map"]).reindex([(p, s) for p in PROTOCOLS for s in SOURCES])
+
+
+def sulci_summary(sulci: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sd over subjects of the sulcal FLAIR error (%), per protocol and source, in order."""
+    summary = sulci.groupby(["protocol", "source"], sort=False)["error"].agg(["mean", "std"])
+    return summary.reindex([(p, s) for p in PROTOCOLS for s in SOURCES])
+
+
+def sulci_glue(summary: pd.DataFrame) -> Glue:
+    """Glue of :func:`sulci_summary`: ``flair_sulci_<protocol>_<source>`` (%) and ``flair_sulci_closer``.
+
+    ``flair_sulci_closer`` counts the protocols whose SR error is closer to zero than Q_l's.
+    """
+    glue: Glue = {f"flair_sulci_{p}_{s}": (float(summary.loc[(p, s), "mean"]), ".1f")
+                  for p in PROTOCOLS for s in SOURCES}
+    closer = sum(int(abs(summary.loc[(p, "SR"), "mean"]) < abs(summary.loc[(p, "Q_l"), "mean"])) for p in PROTOCOLS)
+    glue["flair_sulci_closer"] = (f"{closer} of {len(PROTOCOLS)}", None)
+    return glue

@@ -31,11 +31,10 @@ from swig_lib.core import physics
 from swig_lib.core.io import write_csv
 from swig_lib.core.protocols import FlairProtocol
 from swig_lib.experiments.crossseq.example import Example
+from swig_lib.experiments.crossseq.scoring import REPORTED_TISSUES
 from swig_lib.experiments.crossseq.sequence import AcquisitionSettings, simulate_protocols
 from swig_lib.experiments.crossseq.settings import PROTOCOLS, REFERENCE, SOURCES, CrossSequenceSettings
-from swig_lib.experiments.subjects.dataset import TISSUE_LABELS
 
-_LABEL = {name: value for value, name in TISSUE_LABELS.items()}
 #: File of :func:`ventricle_table` in the chapter's results folder (``<results>/<profile>/crosssequence``).
 VENTRICLES_FILE = "ventricles.csv"
 #: Source name of the maps simulated without noise (:func:`noise_free_maps`).
@@ -48,7 +47,7 @@ def ventricle_core(labels: np.ndarray, mask: np.ndarray, erosion: int = 2) -> np
     Thin sulcal CSF disappears under the erosion; the ventricles keep a core far from the
     partial volumes of their walls.
     """
-    csf = (labels == _LABEL["CSF"]) & mask
+    csf = (labels == REPORTED_TISSUES["CSF"]) & mask
     return ndimage.binary_erosion(csf, iterations=erosion) if erosion > 0 else csf
 
 
@@ -90,7 +89,7 @@ def ventricle_budget(example: Example, protocol: FlairProtocol, sources: Sequenc
     if example.labels is None or (REFERENCE, REFERENCE) not in example.maps:
         raise ValueError("the ventricle budget needs the tissue labels and the true maps Q_h")
     core = ventricle_core(example.labels, example.mask, erosion)
-    wm = (example.labels == _LABEL["WM"]) & example.mask
+    wm = (example.labels == REPORTED_TISSUES["WM"]) & example.mask
     if not core.any() or not wm.any():
         raise ValueError(f"no ventricle core (erosion {erosion}) or no white matter on slice {example.slice}")
     truth = example.maps[(REFERENCE, REFERENCE)][:, core].astype(np.float64)

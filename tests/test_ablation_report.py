@@ -9,12 +9,16 @@ from _phantom import FakeDataset, tiny_profile
 from _prose import glued_names
 
 from swig_lib.core.metrics import hfen, ssim
+from swig_lib.core.models import MAP_NAMES
 from swig_lib.experiments.evaluation.ablation import (
     INPUT_LABEL,
     REFERENCE_LABEL,
+    SUBJECT_SETS,
+    degradation_table,
     guide_loss_contribution,
     median_subject,
     run_ablation,
+    select_models,
     table1,
     table3_comparison,
     tissue_t1_spread,
@@ -48,7 +52,9 @@ def ablation(tmp_path_factory):
     dataset = ManifestDataset()
     for name in VARIANTS:
         train_variant(PROFILE, name, results_dir / "test", device="cpu", dataset=dataset, progress=False)
-    return results_dir / "test", dataset, run_ablation(PROFILE, results_dir=results_dir, dataset=dataset)
+    randomised = FakeDataset(1, 2, 0, (40, 36, 3))  # stands for the randomised dataset: other validation subjects
+    return results_dir / "test", dataset, run_ablation(PROFILE, results_dir=results_dir, dataset=dataset,
+                                                       randomised=randomised)
 
 
 def test_tables_and_selection_are_written(ablation) -> None:
@@ -56,8 +62,19 @@ def test_tables_and_selection_are_written(ablation) -> None:
     for name in ("per_subject", "summary", "ranking_brain", "ranking_interior", "table3_brain", "table3_interior"):
         assert (out / "metrics" / f"{name}.csv").is_file(), name
     pd.testing.assert_frame_equal(pd.read_csv(out / "metrics" / "per_subject.csv"), results.table)
-    assert read_selection(out) == results.selected == results.ranked["brain"].selected
+    # Selected on the validation subjects only: the profile's (paper Φ) and the randomised dataset's.
+    assert set(results.validation["val"]["subject"]) == {"sub-02"}
+    assert set(results.validation["val_dr"]["subject"]) == {"sub-01", "sub-02"}
+    for key, kind in (("val", "default"), ("val_dr", "transfer")):
+        part = results.validation[key]
+        rows = part[part["region"] == "brain"][["model", "subject", "map", "ssim", "hfen"]]
+        assert read_selection(out, kind=kind) == rank_models(rows).selected == results.chosen[key].selected
+    assert results.selected == results.chosen["val"].selected
+    assert results.selected_transfer == results.chosen["val_dr"].selected
     assert results.glue["selected_model"] == (results.selected, None)
+    assert results.glue["selected_test"] == (results.everything.selected, None)
+    assert results.glue["table3_selected"] == (results.ranked["brain"].selected, None)
+    assert results.degradation.shape == (6, 6)  # 3 subject sets x (M12++, Q_l); (SSIM, HFEN) x 3 maps
     rows = results.table[(results.table["region"] == "interior")
                          & results.table["model"].isin(["Q_l", "M1++", "M2++", "M12++", "M12-+"])]
     interior = rank_models(rows[["model", "subject", "map", "ssim", "hfen"]])
@@ -139,3 +156,24 @@ def test_table1_and_tissue_spread() -> None:
     manifest = {"subjects": {"a": {"tissue_values": {"WM": {"t1": 900.0}, "GM": {"t1": 1300.0}}},
                              "b": {"tissue_values": {"WM": {"t1": 1100.0}, "GM": {"t1": 1300.0}}}}}
     assert tissue_t1_spread(manifest) == pytest.approx(100 * np.sqrt(2e4) / 1000)
+
+
+def _scores(values: dict[str, tuple[float, float]]) -> pd.DataFrame:
+    """A per-subject table of one subject: every map of a model scores (SSIM, HFEN) = ``values[model]``."""
+    return pd.DataFrame([{"model": model, "subject": "sub-00", "map": name, "region": "brain", "ssim": s, "hfen": h}
+                         for model, (s, h) in values.items() for name in MAP_NAMES])
+
+
+def test_selection_on_known_validation_tables() -> None:
+    tables = {"val": _scores({"Q_l": (0.90, 0.5), "M12++": (0.95, 0.3), "M12++dr": (0.92, 0.4)}),
+              "val_dr": _scores({"Q_l": (0.80, 0.6), "M12++": (0.81, 0.7), "M12++dr": (0.85, 0.4)})}
+    chosen = select_models(tables, ["M12++", "M12++dr"])
+    assert chosen["val"].selected == "M12++" and chosen["val_dr"].selected == "M12++dr"
+    assert chosen["val"].total.to_dict() == {"M12++": 6.0, "M12++dr": 12.0}
+    assert chosen["val_dr"].total.to_dict() == {"M12++": 12.0, "M12++dr": 6.0}
+    frame = degradation_table({"test": _scores({"Q_l": (0.7, 0.9), "M12++dr": (0.75, 0.8), "M12++": (0.8, 0.6)}),
+                               **tables})
+    assert list(frame.index) == [(SUBJECT_SETS[key], model) for key in ("test", "val", "val_dr")
+                                 for model in ("M12++", "M12++dr", "Q_l")]
+    assert frame.loc[("validation (randomised Φ)", "M12++dr"), ("HFEN", "T1")] == 0.4
+    assert frame.loc[("test (paper Φ)", "M12++"), ("SSIM", "PD")] == 0.8

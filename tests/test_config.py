@@ -90,7 +90,7 @@ def test_typed_sections() -> None:
     paper = load_profile("paper")
     assert paper.train.lr == 1e-5 and type(paper.train.lr) is float  # the paper's learning rate
     assert type(paper.train.epochs) is int and paper.seed == 0 and paper.name == "paper"
-    assert paper.eval.variants == ("M12++", "M2++", "M1++", "M12-+", "M12--", "M12++a0")
+    assert paper.eval.variants == ("M12++", "M2++", "M1++", "M12-+", "M12--", "M12++a0", "M12++dr")
     assert paper.bench.train_crop == (150, 180) and paper["bench"]["train_crop"] == [150, 180]
     assert isinstance(paper.data, Table) and paper.data["seed"] == 2025
     assert paper.crosssequence["recon"] == {"lr": 1e-3, "epochs": 100, "batch_size": 8, "warmup_steps": 100,

@@ -18,8 +18,15 @@ from _phantom import FakeDataset, tiny_profile
 
 from swig_lib.experiments.config import Profile
 from swig_lib.experiments.crossseq import figures as crossseq_figures
-from swig_lib.experiments.crossseq import pipeline
-from swig_lib.experiments.crossseq.settings import ADAPTED, PROTOCOLS, REFERENCE, CrossSequenceSettings
+from swig_lib.experiments.crossseq import pipeline, tables
+from swig_lib.experiments.crossseq.settings import (
+    ADAPTED,
+    PROTOCOLS,
+    REFERENCE,
+    CalibrationSettings,
+    CrossSequenceSettings,
+    calibration_label,
+)
 from swig_lib.experiments.training.loop import train_variant
 
 matplotlib.use("Agg")
@@ -98,7 +105,9 @@ def test_run_cross_sequence_end_to_end_and_reuse(tmp_path: Path, monkeypatch: py
     np.testing.assert_allclose(part["SR"], part["Q_l"], atol=1e-4)
     folder = tmp_path / "tiny" / "crosssequence"
     assert {p.name for p in folder.iterdir()} == {"synthesis.csv", "table2.csv", "maps.csv", "tissue.csv",
-                                                  "sulci.csv", "adaptation.csv", "adaptation_runs.csv", "run.json"}
+                                                  "sulci.csv", "adaptation.csv", "adaptation_runs.csv",
+                                                  "calibration.csv", "run.json"}
+    assert result.calibration.empty and list(result.calibration.columns) == list(pipeline.COLUMNS["calibration"])
     assert result.adaptation.empty and list(result.adaptation_runs.columns) == list(pipeline.COLUMNS["adaptation_runs"])
     again = pipeline.run_cross_sequence(profile, "M12++", results_dir=tmp_path, progress=False)
     assert again.info["reused"] and list(again.adaptation.columns) == list(pipeline.COLUMNS["adaptation"])
@@ -170,3 +179,40 @@ def test_adapting_the_sr_model_to_acq1_and_acq5(tmp_path: Path, monkeypatch: pyt
     again = pipeline.run_cross_sequence(profile, "M12++", results_dir=tmp_path, progress=False)
     assert again.info["reused"]
     pd.testing.assert_frame_equal(again.adaptation_runs, runs, check_exact=False)
+
+
+def test_calibration_candidates_share_the_chapters_slices_images_and_noise(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dataset = LabelledDataset(n_train=1, n_val=0, n_test=2)
+    monkeypatch.setattr(pipeline, "load_dataset", lambda *args, **kwargs: dataset)
+    chosen = {"n_t1": 40, "n_t2": 40, "noise_std": 0.5, "n_repetitions": 4, "kmax_fraction": 0.6}
+    section = {"slice_stride": 2, "min_brain_fraction": 0.0, "acquisition": chosen,
+               "recon": {"epochs": 1, "batch_size": 2, "min_brain_fraction": 0.0},
+               "calibration": {"subjects": 1, "candidates": [[0.5, 4, 0.6], [0.0, 2, 0.5]]}}
+    checkpoint(tmp_path / "tiny" / "checkpoints" / "M12++.pt")
+    result = pipeline.run_cross_sequence(tiny_profile(name="tiny", model=MODEL, crosssequence=section), "M12++",
+                                         results_dir=tmp_path, progress=False)
+    calibration = result.calibration
+    assert set(calibration["subject"]) == {"sub-01"} and set(calibration["source"]) == {"Q_l"}
+    assert list(dict.fromkeys(calibration["setting"])) == [calibration_label(0.5, 4, 0.6),
+                                                          calibration_label(0.0, 2, 0.5)]
+    # A candidate equal to the chapter's setting reproduces the chapter's own "from Q_l" rows exactly.
+    keys = ["protocol", "contrast", "slice"]
+    same = calibration[calibration["setting"] == "noise 0.5, 4 spokes, kmax 0.6"].set_index(keys).sort_index()
+    synthesis = result.synthesis
+    ours = synthesis[(synthesis["subject"] == "sub-01") & (synthesis["source"] == "Q_l")
+                     & synthesis["protocol"].isin(["Acq1", "Acq5"])]
+    ours = ours.set_index(keys).sort_index()
+    np.testing.assert_array_equal(same[["ssim", "hfen"]].to_numpy(), ours[["ssim", "hfen"]].to_numpy())
+    table = tables.calibration_table(calibration, result.synthesis, calibration_label(0.5, 4, 0.6))
+    assert list(table.index) == ["noise 0.5, 4 spokes, kmax 0.6", "noise 0, 2 spokes, kmax 0.5",
+                                 "noise 0.5, 4 spokes, kmax 0.6 (chosen)", "paper (Table II)"]
+    assert table.loc["paper (Table II)", ("Acq1", "T1w")] == 0.83
+    assert table.loc["paper (Table II)", ("Acq5", "T2w")] == 0.75
+    np.testing.assert_allclose(table.iloc[0], table.iloc[2])
+    glue = tables.calibration_glue(table)
+    assert glue["xs_cal_paper_Acq1_T2w"] == (0.79, ".2f") and len(glue) == 12
+    with pytest.raises(ValueError, match=r"a calibration candidate is \[noise_std, n_repetitions, kmax_fraction\]"):
+        CalibrationSettings.from_dict({"candidates": [[0.1, 4]]})
+    with pytest.raises(KeyError, match="spokes"):
+        CalibrationSettings.from_dict({"spokes": 4})

@@ -153,7 +153,8 @@ def test_baseline_table() -> None:
 def chapter(tmp_path_factory: pytest.TempPathFactory) -> rp.DataResults:
     """The data chapter on a tiny smoke dataset: 2 subjects (train, test) × 2 slices."""
     profile = load_profile("smoke", {"data.n_subjects": 2, "data.split": [1, 0, 1], "data.slices": [88, 92],
-                                     "data.slice_step": 2})
+                                     "data.slice_step": 2, "generalisation.n_subjects": 2,
+                                     "generalisation.split": [1, 0, 1]})
     root = tmp_path_factory.mktemp("chapter")
     return rp.run_data_chapter(profile, root / "data", root / "results")
 
@@ -177,6 +178,27 @@ def test_run_data_chapter(chapter: rp.DataResults) -> None:
     assert chapter.summary["dataset"]["split"] == {"train": 1, "val": 0, "test": 1}
 
 
+def test_label_source(chapter: rp.DataResults) -> None:
+    labels = chapter.label_dataset
+    assert labels.folder.name == "synthsr-heldout-smoke" and labels.settings["anatomy_source"] == "synthsr"
+    assert labels.manifest["slices"] == chapter.dataset.manifest["slices"]  # the profile's slab
+    brains = {sid: labels.manifest["subjects"][sid]["synthsr_brain"] for sid in ("sub-01", "sub-02")}
+    assert brains == {"sub-01": 1, "sub-02": 5}  # train from brains 1-3, test from the held-out 4-5 (cycled)
+    written = pd.read_csv(chapter.out_dir / "label_baseline_per_subject.csv")
+    pd.testing.assert_frame_equal(written, chapter.label_baseline.per_subject)
+    table = chapter.sources
+    assert list(table.columns) == ["MNI152 (1 subjects)", "label maps (1 subjects)", "label maps / MNI152"]
+    brain = chapter.label_baseline.summary.loc["brain"]
+    assert table.loc[("HFEN", "T1"), "label maps (1 subjects)"] == brain.loc["T1", "hfen_mean"]
+    assert table.loc[("SSIM", "PD"), "label maps / MNI152"] == (
+        brain.loc["PD", "ssim_mean"] / chapter.baseline.summary.loc[("brain", "PD"), "ssim_mean"])
+    glue = chapter.glue
+    assert glue["label_n_subjects"] == (2, None) and glue["label_split"] == ("1 + 0 + 1", None)
+    assert glue["src_synthsr_hfen_t1"] == (brain.loc["T1", "hfen_mean"], ".3f")
+    ratios = table.loc["HFEN", "label maps / MNI152"]
+    assert glue["src_hfen_text"][0].startswith(f"{ratios.min():.1f}")
+
+
 def test_glue_covers_the_prose(chapter: rp.DataResults) -> None:
     text = NOTEBOOK.read_text()
     quoted = set(re.findall(r"01_data_synthesis\.ipynb::(\w+):s", text))
@@ -194,6 +216,8 @@ def test_figures(chapter: rp.DataResults) -> None:
 
     assert images(figures.subject_construction(shown)) == 9
     assert images(figures.subject_gallery(chapter.dataset, shown.index)) == 3 * 2  # both subjects
+    gallery = figures.subject_gallery(chapter.label_dataset, shown.index)
+    assert images(gallery) == 3 * 2 and gallery.axes[0].get_xlabel().startswith("cortex ")
     assert images(figures.contrast_panels(phi, phi.c_h, "HR")) == 12
     fig = figures.phi_panels(phi, shown)
     assert images(fig) == 5 and fig.axes[0].get_title() == "$C_h$ (yellow: zoom)"

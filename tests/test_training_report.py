@@ -10,9 +10,10 @@ from _phantom import KEEP, FakeDataset, tiny_profile
 from _prose import glued_names
 
 from swig_lib.core.models import SwigResNet
+from swig_lib.experiments.training.augment import randomised_profile
 from swig_lib.experiments.training.checkpoints import checkpoint_paths, load_checkpoint
 from swig_lib.experiments.training.loop import balanced_alpha, train_variant
-from swig_lib.experiments.training.report import LOSS_DIRECTIONS, n_params, run_training_chapter
+from swig_lib.experiments.training.report import LOSS_DIRECTIONS, mean_terms, n_params, run_training_chapter
 from swig_lib.experiments.training.windows import prepare_data
 
 VARIANTS = ["M12++", "M12-+", "M12++a0"]
@@ -119,3 +120,20 @@ def test_glue_covers_the_prose(chapter) -> None:
     assert used <= set(results.glue)
     assert results.glue["steps"] == (2 * 2, None)  # 2 epochs of 4 training slices in batches of 2
     assert results.glue["crop"] == ("28 × 26", None)
+
+
+def test_the_transfer_model_trains_on_its_own_dataset(tmp_path, dataset) -> None:
+    from test_transfer import RandomisedDataset
+
+    profile = tiny_profile(seed=1, epochs=1, variants=("M12++", "M12++dr"))
+    randomised = RandomisedDataset()
+    results = run_training_chapter(profile, results_dir=tmp_path, device="cpu", dataset=dataset,
+                                   randomised=randomised)
+    assert list(results.inputs["training data"]) == [profile.data["dataset"], (
+        f"{randomised_profile(profile).data['dataset']} (own Φ per train/val subject)")]
+    own = prepare_data(randomised, randomised_profile(profile), results.glue["receptive_radius"][0], progress=False)
+    assert own.sample_phis is not None and results.start.loc[("M12++dr", "val"), "loss_lr"] == pytest.approx(
+        mean_terms(SwigResNet(("T1w", "T2w"), True, own.q_scale, **profile.model).eval(), own.val, "M12++dr",
+                   profile.train.alpha, own, profile.eval.batch_size)["loss_lr"], rel=1e-6)
+    kept = load_checkpoint(checkpoint_paths(tmp_path / "test", "M12++dr")[0])
+    assert kept["profile"]["data"]["degradation"]["enabled"] and list(results.minima.index) == ["M12++", "M12++dr"]

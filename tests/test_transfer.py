@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,11 +12,13 @@ import pytest
 import torch
 from _phantom import FakeDataset, tiny_profile
 
+from swig_lib.core.io import DataValidationError
 from swig_lib.core.kspace import KSpaceTruncation
 from swig_lib.core.losses import swig_loss
 from swig_lib.core.models import SwigResNet
 from swig_lib.core.physics import qmri_contrasts
 from swig_lib.experiments.config import load_profile
+from swig_lib.experiments.subjects import dataset as data
 from swig_lib.experiments.subjects.dataset import SPLITS, Dataset, DataSettings, lr_contrasts
 from swig_lib.experiments.training import augment
 from swig_lib.experiments.training.augment import (
@@ -24,7 +29,13 @@ from swig_lib.experiments.training.augment import (
     phi_record,
     randomised_profile,
 )
-from swig_lib.experiments.training.checkpoints import Acquisition, checkpoint_paths, load_checkpoint
+from swig_lib.experiments.training.checkpoints import (
+    Acquisition,
+    checkpoint_paths,
+    comparable_settings,
+    load_checkpoint,
+    setting_differences,
+)
 from swig_lib.experiments.training.loop import batch_loss, crop_phi, train_variant
 from swig_lib.experiments.training.variants import VARIANTS
 from swig_lib.experiments.training.windows import prepare_data
@@ -50,8 +61,10 @@ def test_subject_phi_is_deterministic_and_order_free() -> None:
     n_train, n_val, _ = settings.split
     assert all(phi != base for phi in forward[: n_train + n_val]) and forward[n_train + n_val:] == [base] * 2
     assert {type(phi) for phi in forward[:3]} == {KSpaceTruncation, ApodisedTruncation}
+    (low, high), (sigma_low, sigma_high) = settings.degradation.keep_range, settings.degradation.sigma_range
+    assert (low, high) == (0.4, 0.7)  # reaches the radial sequence's kmax_fraction 0.7
     for phi in forward[:3]:
-        assert 0.4 <= phi.keep <= 0.6 and 0.05 <= phi.sigma <= 0.2
+        assert low <= phi.keep <= high and sigma_low <= phi.sigma <= sigma_high
         assert phi_from_record(phi_record(phi)) == phi
     other_seed = DataSettings.from_profile(randomised_profile(load_profile("smoke", {"data.seed": 7})))
     assert other_seed.subject_phi(0) != forward[0]
@@ -88,6 +101,45 @@ def test_dataset_reads_each_subjects_phi(tmp_path) -> None:
                 "subjects": {"sub-01": {"phi": phi_record(PHIS[2])}, "sub-02": {}}}
     dataset = Dataset(tmp_path, manifest)
     assert dataset.phi("sub-01") == PHIS[2] and dataset.phi("sub-02") == KSpaceTruncation(0.5, 0.1)
+
+
+def test_randomised_dataset_links_the_profile_datasets_test_subjects(tmp_path) -> None:
+    profile = load_profile("smoke", {"data.n_subjects": 2, "data.split": [1, 0, 1], "data.slices": [88, 92],
+                                     "data.slice_step": 2})
+    chosen = randomised_profile(profile)
+    settings = DataSettings.from_profile(chosen)
+    assert settings.unrandomised() == replace(DataSettings.from_profile(profile), degradation=DegradationSettings())
+    assert DataSettings.from_profile(profile).unrandomised() is None  # not randomised
+    every_split = replace(settings, degradation=replace(settings.degradation, splits=SPLITS))
+    assert every_split.unrandomised() is None  # nothing to share
+    logged: list[str] = []
+    folder, reused = data.build_dataset(chosen, tmp_path, progress=False, workers=1, log=logged.append)
+    base = tmp_path / profile.data["dataset"]
+    assert not reused and logged == [f"building {base}: no manifest.json in {base}",
+                                     f"building {folder}: no manifest.json in {folder}"]  # the profile's first
+    own, shared = (json.loads((f / data.MANIFEST).read_text()) for f in (folder, base))
+    test, train = own["split"]["test"][0], own["split"]["train"][0]
+    assert own["subjects"][test] == {**shared["subjects"][test], "phi": phi_record(KSpaceTruncation(0.5, 0.1))}
+    for item in own["subjects"][test]["files"].values():  # the same files, linked, not rebuilt
+        assert os.path.samefile(folder / item["path"], base / item["path"])
+    assert own["subjects"][train]["files"]["T1map"] == shared["subjects"][train]["files"]["T1map"]  # Q_h
+    assert own["subjects"][train]["files"]["acq-lowres_T1map"] != shared["subjects"][train]["files"]["acq-lowres_T1map"]
+    assert own["shape"] == shared["shape"] and data.check_dataset(folder, settings) is None
+    assert data.build_dataset(chosen, tmp_path, progress=False, log=logged.append) == (folder, True)
+    record = shared["subjects"][test]
+    damaged = {**record, "files": {key: {**item, "sha256": "0" * 64} for key, item in record["files"].items()}}
+    with pytest.raises(DataValidationError, match=rf"{base}/{test}/anat/{test}_PDmap.nii.gz: checksum differs "
+                                                  rf"from its manifest \(PDmap of {test}\); rebuild {base}"):
+        data._link_subject(base, tmp_path / "copy", test, 1, settings, damaged)
+
+
+def test_disabled_degradation_ranges_leave_checkpoints_valid() -> None:
+    wider = load_profile("smoke", {"data.degradation.keep_range": [0.3, 0.6]})
+    assert comparable_settings(wider) == comparable_settings(SMOKE)  # off: the ranges do not touch the data
+    assert "degradation" not in comparable_settings(SMOKE)["data"]
+    differences = setting_differences(comparable_settings(randomised_profile(SMOKE)),
+                                      comparable_settings(randomised_profile(wider)))
+    assert [name for name, _, _ in differences] == ["data.dataset", "data.degradation.keep_range"]
 
 
 def _images(shape: tuple[int, ...], seed: int) -> torch.Tensor:

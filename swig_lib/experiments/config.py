@@ -8,12 +8,13 @@ result once into a frozen :class:`Profile`.
 
 The sections no other module owns are typed here (:class:`TrainSettings`, :class:`ModelSettings`,
 :class:`EvalSettings`, :class:`BenchSettings`). ``data``, ``crosssequence``, ``arms``,
-``limits`` and ``phantom`` are kept as read-only :class:`Table` s: their typed readers are
-:class:`swig_lib.experiments.subjects.dataset.DataSettings`,
+``limits``, ``phantom`` and ``generalisation`` are kept as read-only :class:`Table` s: their typed
+readers are :class:`swig_lib.experiments.subjects.dataset.DataSettings`,
 :class:`swig_lib.experiments.crossseq.settings.CrossSequenceSettings`,
 :class:`swig_lib.experiments.arms.chapter.ArmsSettings`,
-:class:`swig_lib.experiments.limits.settings.LimitsSettings` and
-:class:`swig_lib.experiments.phantom.chapter.PhantomSettings`, which sit above this module (they
+:class:`swig_lib.experiments.limits.settings.LimitsSettings`,
+:class:`swig_lib.experiments.phantom.chapter.PhantomSettings` and
+:class:`swig_lib.experiments.evaluation.generalisation.GeneralisationSettings`, which sit above this module (they
 import from it).
 
 Every section, and the profile itself, also reads as the plain mapping of its TOML table
@@ -285,7 +286,7 @@ SECTIONS: dict[str, type[Section]] = {
     "train": TrainSettings, "model": ModelSettings, "eval": EvalSettings, "bench": BenchSettings,
 }
 #: The sections kept as :class:`Table` s (typed by the modules that own them).
-TABLES = ("data", "crosssequence", "arms", "limits", "phantom")
+TABLES = ("data", "crosssequence", "arms", "limits", "phantom", "generalisation")
 
 
 @dataclass(frozen=True, eq=False)
@@ -309,6 +310,8 @@ class Profile(Section):
         Read by :class:`swig_lib.experiments.limits.settings.LimitsSettings`.
     phantom : Table
         Read by :class:`swig_lib.experiments.phantom.chapter.PhantomSettings`.
+    generalisation : Table
+        Read by :class:`swig_lib.experiments.evaluation.generalisation.GeneralisationSettings`.
     name : str
         ``"smoke"``, ``"quick"`` or ``"paper"``.
     """
@@ -323,6 +326,7 @@ class Profile(Section):
     arms: Table
     limits: Table
     phantom: Table
+    generalisation: Table
     name: str
 
     @classmethod

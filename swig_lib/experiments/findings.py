@@ -1,4 +1,4 @@
-"""The findings chapter (notebook 10): every claim of the paper beside the verdict of this run.
+"""The findings chapter (notebook 11): every claim of the paper beside the verdict of this run.
 
 :func:`paper_findings` reads the result tables that the chapters wrote under
 ``<results_dir>/<profile>/`` (nothing is recomputed: the ablation's per-subject metrics, the

@@ -37,10 +37,15 @@ clinical images. Here, for the test subjects of a dataset (:func:`run_cross_sequ
    on the evaluated slices, with the acquired T1w/T2w as guides and, as ``swig apply`` without LR
    contrasts, contrasts synthesised from the protocol's maps in the data term; its output is
    scored against Q_h like SR, and the wall time of adapting and predicting each volume is kept.
+7. **Calibration**: the first ``calibration.subjects`` test subjects are also acquired with each
+   alternative setting of the radial sequence in ``calibration.candidates`` (noise, spokes,
+   k-space extent) and scored "from Q_l" as in Table II, to show how the chapter's setting was
+   chosen (:func:`swig_lib.experiments.crossseq.tables.calibration_table`).
 
 Outputs under ``<results_dir>/<profile>/crosssequence/``: ``synthesis.csv`` (per slice),
 ``table2.csv`` (mean ± sd), ``maps.csv`` (per slice), ``tissue.csv`` and ``sulci.csv`` (per
-subject), ``adaptation.csv`` (per slice) and ``adaptation_runs.csv`` (per adapted volume),
+subject), ``adaptation.csv`` (per slice), ``adaptation_runs.csv`` (per adapted volume),
+``calibration.csv`` (per slice),
 ``run.json`` (what produced them: settings, variant, model checksums, package
 fingerprint); the display slice of Fig. 4 goes to
 ``<results_dir>/<profile>/cache/crosssequence/example.npz``. A second call with the same inputs
@@ -100,11 +105,12 @@ from swig_lib.experiments.training.windows import select_slices
 from swig_lib.provenance import package_fingerprint
 
 #: Per-subject tables of :class:`CrossSequenceResults`, each written to ``<name>.csv``.
-TABLES: tuple[str, ...] = ("synthesis", "maps", "tissue", "sulci", "adaptation", "adaptation_runs")
-#: Columns of the tables that are empty without adaptation.
+TABLES: tuple[str, ...] = ("synthesis", "maps", "tissue", "sulci", "adaptation", "adaptation_runs", "calibration")
+#: Columns of the tables that are empty without adaptation or calibration.
 COLUMNS: dict[str, tuple[str, ...]] = {
     "adaptation": ("subject", "protocol", "source", "map", "slice", "ssim", "hfen"),
     "adaptation_runs": ("subject", "protocol", "steps", "slices", "seconds", "loss_before", "loss_after"),
+    "calibration": ("subject", "setting", "protocol", "source", "contrast", "slice", "ssim", "hfen"),
 }
 
 #: Random streams of the test subjects' radial acquisitions and weighted images.
@@ -132,6 +138,10 @@ class CrossSequenceResults:
     adaptation_runs : pandas.DataFrame
         Per adapted volume: subject, protocol, steps, slices, seconds (adapting and predicting),
         loss_before, loss_after (mean total self-supervised loss over its slices).
+    calibration : pandas.DataFrame
+        Per slice of the calibration subjects and per candidate setting of the radial sequence
+        (:class:`~swig_lib.experiments.crossseq.settings.CalibrationSettings`): subject, setting,
+        protocol, source (Q_l), contrast, slice, ssim, hfen, as ``synthesis``.
     example : Example
         The display slice of Fig. 4.
     info : dict
@@ -144,6 +154,7 @@ class CrossSequenceResults:
     sulci: pd.DataFrame
     adaptation: pd.DataFrame
     adaptation_runs: pd.DataFrame
+    calibration: pd.DataFrame
     example: Example
     info: dict[str, Any]
 
@@ -161,7 +172,7 @@ def ensure_sr_model(profile: Profile, out: Path, variant: str, dataset: Any,
     variant : str
         A key of :data:`swig_lib.experiments.training.variants.VARIANTS`.
     dataset : Dataset
-        The profile's dataset.
+        The profile's dataset (a randomised variant loads its own, from ``data/``).
     device : torch.device
         Where the training runs.
     progress : bool
@@ -174,8 +185,9 @@ def ensure_sr_model(profile: Profile, out: Path, variant: str, dataset: Any,
         (:func:`swig_lib.experiments.training.loop.train_variant`) if it did not exist.
     """
     path = checkpoint_paths(out, variant)[0]
-    if not path.is_file():
-        train_variant(profile, variant, out, device=device, dataset=dataset, progress=progress)
+    if not path.is_file():  # a randomised variant (M12++dr) trains on its own dataset, which it loads
+        own = None if VARIANTS[variant].randomised else dataset
+        train_variant(profile, variant, out, device=device, dataset=own, progress=progress)
     return path
 
 
@@ -224,15 +236,37 @@ def _adapt_subject(sid: str, guides: Mapping[str, np.ndarray], mask: np.ndarray,
     return rows
 
 
+def _calibrate_subject(q_h: np.ndarray, mask: np.ndarray, slices: np.ndarray, acquired: Mapping[str, np.ndarray],
+                       index: int, settings: CrossSequenceSettings, seed: int) -> list[dict[str, Any]]:
+    """Synthesis scores "from Q_l" of one subject acquired with each calibration candidate (module doc, 7).
+
+    The same slices, acquired images and noise seed as the chapter's own acquisition; returns the
+    rows of ``calibration`` (without the subject).
+    """
+    rows = []
+    for label, acquisition in settings.calibration.acquisitions(settings.acquisition).items():
+        radial = simulate_protocols(*q_h[..., slices], mask[..., slices], ("Acq1", "Acq5"),
+                                    subject_seed(seed, TEST_STREAM, index), acquisition)
+        maps = {}
+        for protocol, values in radial.items():
+            maps[(protocol, "Q_l")] = np.zeros_like(q_h)
+            maps[(protocol, "Q_l")][..., slices] = np.stack(values)
+        images = synthesized_images(maps, acquired, image_protocols(settings.images), mask, slices,
+                                    settings.intensity_match)
+        rows += [{"setting": label, **row} for row in synthesis_scores(images, acquired, mask, slices)]
+    return rows
+
+
 def _simulate_subject(dataset: Any, sid: str, index: int, settings: CrossSequenceSettings,
                       seed: int, sr_model: SwigResNet, recon_model: SwigResNet,
                       recipe: Recipe | None = None) -> dict[str, Any]:
     """Acquisitions, SR and scores of one test subject (``index`` in the test list).
 
     With the SR checkpoint's ``recipe``, the SR model is also adapted to the subject's maps
-    (:func:`_adapt_subject`). Returns the subject's volumes (mask, q_h, labels, acquired images,
-    map sets, synthesised images), its evaluated ``slices`` and ``rows``: the rows of each of
-    :data:`TABLES`.
+    (:func:`_adapt_subject`); the first ``settings.calibration.subjects`` subjects are also
+    acquired with the calibration candidates (:func:`_calibrate_subject`). Returns the subject's
+    volumes (mask, q_h, labels, acquired images, map sets, synthesised images), its evaluated
+    ``slices`` and ``rows``: the rows of each of :data:`TABLES`.
     """
     acq = dataset.acquired(sid)
     mask = np.asarray(acq.mask, dtype=bool)
@@ -263,7 +297,9 @@ def _simulate_subject(dataset: Any, sid: str, index: int, settings: CrossSequenc
             "maps": map_scores(maps, q_h, mask, slices),
             "tissue": tissue_errors(maps, q_h, labels, slices, REPORTED_TISSUES),
             "sulci": sulcal_flair_errors(images, sulcal_csf(labels, mask, spacing), mask, slices),
-            "adaptation": [], "adaptation_runs": []}
+            "adaptation": [], "adaptation_runs": [], "calibration": []}
+    if index < settings.calibration.subjects:
+        rows["calibration"] = _calibrate_subject(q_h, mask, slices, acquired, index, settings, seed)
     if recipe is not None:
         rows |= _adapt_subject(sid, guides, mask, acq.affine, inputs, q_h, slices, settings, seed, sr_model, recipe)
     return {"mask": mask, "q_h": q_h, "labels": labels, "slices": slices, "acquired": acquired,

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
-from swig_lib.experiments.config import Profile
+from swig_lib.experiments.config import Profile, check_known_fields
 from swig_lib.experiments.crossseq.acquisition import ImageSettings
 from swig_lib.experiments.crossseq.reconcnn import RECON_NAME, ReconSettings
 from swig_lib.experiments.crossseq.sequence import AcquisitionSettings
@@ -28,6 +29,56 @@ REFERENCE = "Q_h"
 #: The protocols whose maps the SR model is adapted to, and the source name of the adapted output.
 ADAPT_PROTOCOLS: tuple[str, str] = ("Acq1", "Acq5")
 ADAPTED = "SR+adapt"
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """The ``[<profile>.crosssequence.calibration]`` table: how the radial sequence was calibrated.
+
+    The chapter's acquisition settings were chosen so that the images synthesised from the Acq1
+    maps match the acquired ones about as well as in the paper (Table II, "from Q_l"). To show
+    that choice, the first ``subjects`` test subjects are also acquired with each of
+    ``candidates`` (same slices, same acquired images, same noise seed) and scored "from Q_l".
+
+    Attributes
+    ----------
+    subjects : int
+        Test subjects (the first ones) acquired with every candidate (0 = none).
+    candidates : tuple of (float, int, float)
+        Alternative settings ``(noise_std, n_repetitions, kmax_fraction)`` of
+        :class:`~swig_lib.experiments.crossseq.sequence.AcquisitionSettings`; the other fields
+        are the chapter's.
+    """
+
+    subjects: int = 0
+    candidates: tuple[tuple[float, int, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.subjects < 0:
+            raise ValueError(f"calibration subjects must be >= 0, got {self.subjects}")
+        for candidate in self.candidates:
+            if len(candidate) != 3:
+                raise ValueError(f"a calibration candidate is [noise_std, n_repetitions, kmax_fraction], got "
+                                 f"{list(candidate)}")
+        # Profile tables give lists: store hashable, typed tuples.
+        object.__setattr__(self, "candidates", tuple((float(n), int(r), float(k)) for n, r, k in self.candidates))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> CalibrationSettings:
+        """Build from a profile table; unknown keys raise."""
+        check_known_fields(cls, values, "crosssequence.calibration")
+        return cls(**values)
+
+    def acquisitions(self, chosen: AcquisitionSettings) -> dict[str, AcquisitionSettings]:
+        """The candidates as acquisition settings, by label (``"noise 1, 4 spokes, kmax 0.5"``)."""
+        return {calibration_label(n, r, k): dataclasses.replace(chosen, noise_std=n, n_repetitions=r,
+                                                                kmax_fraction=k)
+                for n, r, k in self.candidates}
+
+
+def calibration_label(noise_std: float, n_repetitions: int, kmax_fraction: float) -> str:
+    """How a setting of the radial sequence is named in the calibration table."""
+    return f"noise {noise_std:g}, {n_repetitions} spokes, kmax {kmax_fraction:g}"
 
 
 @dataclass(frozen=True)
@@ -62,6 +113,8 @@ class CrossSequenceSettings:
         The acquired weighted images (``[...crosssequence.images]``).
     recon : ReconSettings
         The Acq5^R CNN (``[...crosssequence.recon]``).
+    calibration : CalibrationSettings
+        The alternative settings shown beside the chosen ones (``[...crosssequence.calibration]``).
     """
 
     n_subjects: int = 0
@@ -75,6 +128,13 @@ class CrossSequenceSettings:
     acquisition: AcquisitionSettings = field(default_factory=AcquisitionSettings)
     images: ImageSettings = field(default_factory=ImageSettings)
     recon: ReconSettings = field(default_factory=ReconSettings)
+    calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
+
+    @property
+    def acquisition_label(self) -> str:
+        """The chapter's setting of the radial sequence as the calibration table names it."""
+        radial = self.acquisition
+        return calibration_label(radial.noise_std, radial.n_repetitions, radial.kmax_fraction)
 
     def describe(self) -> str:
         """The simulated acquisition and the comparison, in a few lines for a chapter's page."""
@@ -101,12 +161,13 @@ class CrossSequenceSettings:
 
     @classmethod
     def from_profile(cls, profile: Profile) -> CrossSequenceSettings:
-        """Read ``profile.crosssequence`` and its ``acquisition``, ``images``, ``recon`` tables."""
+        """Read ``profile.crosssequence`` and its ``acquisition``, ``images``, ``recon``, ``calibration`` tables."""
         section = profile.crosssequence.to_dict()
         tables = {
             "acquisition": AcquisitionSettings.from_dict(section.pop("acquisition", {})),
             "images": ImageSettings.from_dict(section.pop("images", {})),
             "recon": ReconSettings.from_dict(section.pop("recon", {})),
+            "calibration": CalibrationSettings.from_dict(section.pop("calibration", {})),
         }
         known = {f.name for f in dataclasses.fields(cls)} - set(tables)
         unknown = set(section) - known

@@ -344,3 +344,54 @@ def sulci_glue(summary: pd.DataFrame) -> Glue:
     closer = sum(int(abs(summary.loc[(p, "SR"), "mean"]) < abs(summary.loc[(p, "Q_l"), "mean"])) for p in PROTOCOLS)
     glue["flair_sulci_closer"] = (f"{closer} of {len(PROTOCOLS)}", None)
     return glue
+
+
+def calibration_table(calibration: pd.DataFrame, synthesis: pd.DataFrame, chosen: str,
+                      contrasts: Sequence[str] = ("T1w", "T2w"), protocols: Sequence[str] = ("Acq1", "Acq5")
+                      ) -> pd.DataFrame:
+    """How the radial sequence was calibrated: mean SSIM "from Q_l" of each setting, beside the paper's.
+
+    Parameters
+    ----------
+    calibration : pandas.DataFrame
+        The candidates' per-slice rows (:class:`~swig_lib.experiments.crossseq.pipeline.CrossSequenceResults`
+        ``calibration``: subject, setting, protocol, source, contrast, slice, ssim, hfen).
+    synthesis : pandas.DataFrame
+        The chapter's per-slice synthesis rows; its rows of the calibration subjects give the
+        chosen setting's line (the same slices, images and noise as the candidates').
+    chosen : str
+        Label of the chapter's own setting
+        (:func:`swig_lib.experiments.crossseq.settings.calibration_label`).
+    contrasts, protocols : sequence of str
+        Columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per candidate, then ``"<chosen> (chosen)"`` and ``"paper (Table II)"``; columns
+        (protocol, contrast): mean SSIM of the images synthesised from the protocol's maps
+        against the acquired ones, over the calibration subjects' slices. Empty without candidates.
+    """
+    columns = pd.MultiIndex.from_product([protocols, contrasts], names=["protocol", "contrast"])
+    if calibration.empty:
+        return pd.DataFrame(columns=columns)
+    ours = synthesis[synthesis["subject"].isin(set(calibration["subject"])) & (synthesis["source"] == "Q_l")]
+    frames = [calibration, ours.assign(setting=f"{chosen} (chosen)")]
+    rows = pd.concat(frames).pivot_table(index="setting", columns=["protocol", "contrast"], values="ssim",
+                                         sort=False)
+    reference = paper_table2()
+    reference = reference[(reference["source"] == "Q_l") & (reference["metric"] == "ssim")]
+    rows.loc["paper (Table II)"] = reference.set_index(["protocol", "contrast"])["mean"]
+    return rows.reindex(columns=columns)
+
+
+def calibration_glue(table: pd.DataFrame) -> Glue:
+    """Glue of :func:`calibration_table`: ``xs_cal_<row>_<protocol>_<contrast>`` (SSIM), rows first/chosen/paper.
+
+    ``first`` is the first candidate (the first reproduction's setting), ``chosen`` the chapter's.
+    """
+    if table.empty:
+        return {}
+    rows = {"first": table.index[0], "chosen": table.index[-2], "paper": table.index[-1]}
+    return {f"xs_cal_{name}_{protocol}_{contrast}": (float(table.loc[row, (protocol, contrast)]), ".2f")
+            for name, row in rows.items() for protocol, contrast in table.columns}

@@ -2,10 +2,12 @@
 
 Its parts: the models of Table I as a table, the evaluation against Q_h
 (:func:`swig_lib.experiments.evaluation.evaluate.evaluate`), a representative subject and slice
-chosen by rule (Fig. 2), Table III next to the paper's and the selection it makes (written with
-:func:`swig_lib.experiments.evaluation.selection.write_selection`), the contribution of the guide
-loss (``M12++`` against the α = 0 control ``M12++a0``) and the paper's ablation claims checked one
-by one.
+chosen by rule (Fig. 2), Table III next to the paper's (the paper's ranking on the test subjects,
+reproduced), the model selection by the same rule on the validation subjects only (the default
+model with the paper's Φ, the transfer model with randomised Φ; written with
+:func:`swig_lib.experiments.evaluation.selection.write_selection`), the fixed against the
+randomised degradation (``M12++`` against ``M12++dr``), the contribution of the guide loss
+(``M12++`` against the α = 0 control ``M12++a0``) and the paper's ablation claims checked one by one.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from swig_lib.core.io import PathLike
 from swig_lib.core.metrics import HIGHER_IS_BETTER, METRICS, hfen, map_metrics, ssim
 from swig_lib.core.models import MAP_NAMES
 from swig_lib.experiments.config import Profile
-from swig_lib.experiments.evaluation.evaluate import evaluate
+from swig_lib.experiments.evaluation.evaluate import evaluate, score_split, trained_checkpoints
 from swig_lib.experiments.evaluation.ranking import (
     BASELINE,
     MODELS,
@@ -40,6 +42,7 @@ from swig_lib.experiments.evaluation.selection import write_selection
 from swig_lib.experiments.inference import load_model, predict_volume
 from swig_lib.experiments.plotting import DIFF_LIMITS
 from swig_lib.experiments.results import Glue
+from swig_lib.experiments.training.augment import randomised_profile
 from swig_lib.experiments.training.checkpoints import checkpoint_paths
 from swig_lib.experiments.training.variants import VARIANTS
 from swig_lib.experiments.training.windows import select_slices
@@ -53,6 +56,11 @@ REFERENCE_LABEL, INPUT_LABEL = "$Q_h$", "$Q_l$"
 ZOOM_SIZE = 64
 #: The full model and its α = 0 control, compared to isolate the guide loss.
 FULL_MODEL, CONTROL = "M12++", "M12++a0"
+#: The full model trained with degradation randomisation (the transfer model, issue 11).
+TRANSFER = "M12++dr"
+#: The subject sets of the model selection and of the degradation comparison: key → label.
+SUBJECT_SETS: dict[str, str] = {"test": "test (paper Φ)", "val": "validation (paper Φ)",
+                                "val_dr": "validation (randomised Φ)"}
 
 
 def median_subject(
@@ -480,6 +488,88 @@ def tissue_t1_spread(manifest: Mapping[str, Any]) -> float:
     return float(cv.max())
 
 
+def validation_tables(profile: Profile, out: Path, variants: Sequence[str], datasets: Mapping[str, Any],
+                      device: torch.device, progress: bool = False) -> dict[str, pd.DataFrame]:
+    """Score every variant on the validation subjects of each dataset (for the model selection).
+
+    Parameters
+    ----------
+    profile : Profile
+        Reads the ``eval`` section.
+    out : Path
+        ``<results_dir>/<profile>`` (the kept checkpoints).
+    variants : sequence of str
+        The candidates.
+    datasets : mapping of str to dataset
+        By key of :data:`SUBJECT_SETS` (``"val"``: the profile's dataset, ``"val_dr"``: the
+        degradation-randomised one).
+    device : torch.device
+        Where the models run.
+    progress : bool
+        Progress bars.
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        Per key, the per-subject table of
+        :func:`~swig_lib.experiments.evaluation.evaluate.score_split` on the ``"val"`` split.
+    """
+    models = {n: load_model(p, device) for n, p in trained_checkpoints(profile, out, variants).items()}
+    return {key: score_split(profile, models, data, "val", progress) for key, data in datasets.items()}
+
+
+def select_models(tables: Mapping[str, pd.DataFrame], models: Sequence[str],
+                  region: str = HEADLINE) -> dict[str, Ranking]:
+    """The model selection: ``models`` ranked by the rule of Table III on each (validation) table.
+
+    Parameters
+    ----------
+    tables : mapping of str to pandas.DataFrame
+        Per-subject tables (:func:`validation_tables`), by key.
+    models : sequence of str
+        The candidates.
+    region : str
+        The mask of the ranking.
+
+    Returns
+    -------
+    dict of str to Ranking
+        Per key, the ranking (:func:`region_ranking`); its ``selected`` is the lowest total rank.
+    """
+    return {key: region_ranking(table, region, models) for key, table in tables.items()}
+
+
+def degradation_table(tables: Mapping[str, pd.DataFrame], models: Sequence[str] = (FULL_MODEL, TRANSFER),
+                      region: str = HEADLINE) -> pd.DataFrame:
+    """Mean SSIM and HFEN per map of ``models`` and ``Q_l`` on each subject set (fixed vs randomised Φ).
+
+    Parameters
+    ----------
+    tables : mapping of str to pandas.DataFrame
+        Per-subject tables by key of :data:`SUBJECT_SETS`.
+    models : sequence of str
+        The models compared (those present in a table are shown), then the baseline.
+    region : str
+        The mask.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows (subjects, model), the subjects labelled as in :data:`SUBJECT_SETS`; columns (metric,
+        map): the mean over the subjects of the set.
+    """
+    parts = {}
+    for key, table in tables.items():
+        rows = table[(table["region"] == region) & table["model"].isin([*models, BASELINE])]
+        means = rows.groupby(["model", "map"], sort=False)[["ssim", "hfen"]].mean().unstack("map")
+        order = [m for m in (*models, BASELINE) if m in means.index]
+        parts[SUBJECT_SETS[key]] = means.loc[order, [(metric, name) for metric in ("ssim", "hfen")
+                                                     for name in MAP_NAMES]]
+    frame = pd.concat(parts, names=["subjects", "model"])
+    frame.columns = pd.MultiIndex.from_tuples([(m.upper(), n) for m, n in frame.columns], names=["metric", "map"])
+    return frame
+
+
 @dataclass
 class AblationResults:
     """Everything :func:`run_ablation` produces.
@@ -503,8 +593,20 @@ class AblationResults:
         The ranking of every evaluated model on the headline region.
     table3 : dict of str to pandas.DataFrame
         Our Table III next to the paper's, per region (:func:`table3_comparison`).
+    validation : dict of str to pandas.DataFrame
+        Per-subject tables on the validation subjects, by key ``"val"`` (the profile's dataset,
+        paper Φ) and ``"val_dr"`` (the randomised dataset, each subject with its own Φ).
+    chosen : dict of str to Ranking
+        The ranking of every evaluated model on the headline region of each validation table
+        (same keys): the model selection.
     selected : str
-        The model selected on the headline region (written to ``metrics/selected_model.json``).
+        The default model: lowest total rank on the validation subjects with the paper's Φ
+        (written to ``metrics/selected_model.json``).
+    selected_transfer : str
+        The transfer model: the same on the validation subjects with randomised Φ (written too).
+    degradation : pandas.DataFrame
+        ``M12++``, ``M12++dr`` and ``Q_l`` on the test and both validation sets
+        (:func:`degradation_table`).
     contribution : pandas.DataFrame or None
         ``M12++`` against ``M12++a0`` per region (:func:`guide_loss_contribution`); None when the
         control was not evaluated.
@@ -524,7 +626,11 @@ class AblationResults:
     ranked: dict[str, Ranking]
     everything: Ranking
     table3: dict[str, pd.DataFrame]
+    validation: dict[str, pd.DataFrame]
+    chosen: dict[str, Ranking]
     selected: str
+    selected_transfer: str
+    degradation: pd.DataFrame
     contribution: pd.DataFrame | None
     claims: pd.DataFrame
     figure_dir: Path
@@ -558,13 +664,33 @@ def _slice_glue(shown: RepresentativeSlice) -> Glue:
 def _ranking_glue(ranked: Mapping[str, Ranking], paper: pd.DataFrame) -> Glue:
     """Glue the selections and total ranks of Table III, ours and the paper's."""
     recomputed = rank_percent(paper.drop(index=TOTAL_ROW))
-    glue: Glue = {"selected_model": (ranked[HEADLINE].selected, None),
-                  "selected_model_interior": (ranked[OTHER].selected, None)}
+    glue: Glue = {"table3_selected": (ranked[HEADLINE].selected, None),
+                  "table3_selected_interior": (ranked[OTHER].selected, None)}
     for region, r in ranked.items():
         glue[f"totals_{region}"] = (" / ".join(f"{r.total[m]:g}" for m in TABLE3_MODELS), None)
     glue["paper_totals_printed"] = (" / ".join(f"{paper.loc[TOTAL_ROW, m]:g}" for m in TABLE3_MODELS), None)
     glue["paper_totals_recomputed"] = (" / ".join(f"{recomputed.total[m]:g}" for m in TABLE3_MODELS), None)
     glue["table3_models"] = (" / ".join(TABLE3_MODELS), None)
+    return glue
+
+
+def _selection_glue(results: AblationResults) -> Glue:
+    """Glue the two validation selections, the test ranking's choice and the degradation comparison."""
+    glue: Glue = {"selected_model": (results.selected, None), "selected_transfer": (results.selected_transfer, None),
+                  "selected_test": (results.everything.selected, None),
+                  "n_val": (results.validation["val"]["subject"].nunique(), None),
+                  "n_candidates": (len(results.variants), None)}
+    for key, ranking in results.chosen.items():
+        glue[f"totals_{key}"] = (", ".join(f"{m} {t:g}" for m, t in ranking.total.sort_values(kind="stable").items()),
+                                 None)
+    table = results.degradation
+    for key, label in SUBJECT_SETS.items():
+        for model in (FULL_MODEL, TRANSFER):  # "–" for a model that was not evaluated
+            evaluated = (label, model) in table.index
+            change = 100 * (table.loc[(label, model)] / table.loc[(label, BASELINE)] - 1) if evaluated else None
+            for metric, name in table.columns:
+                glue[f"deg_{key}_{'dr' if model == TRANSFER else 'm12'}_{metric.lower()}_{name.lower()}_pct"] = (
+                    (float(change[(metric, name)]), "+.1f") if change is not None else ("–", None))
     return glue
 
 
@@ -607,9 +733,10 @@ def run_ablation(
     device: str | torch.device = "cpu",
     *,
     dataset: Any = None,
+    randomised: Any = None,
     progress: bool = False,
 ) -> AblationResults:
-    """Evaluate the trained models, rank them (Table III), select one and check the paper's claims.
+    """Evaluate the trained models, rank them (Table III), select on validation and check the paper's claims.
 
     Parameters
     ----------
@@ -625,6 +752,10 @@ def run_ablation(
         Where the models run.
     dataset
         A loaded dataset (default: loaded from ``data_dir``).
+    randomised
+        The loaded degradation-randomised dataset, whose validation subjects select the transfer
+        model (default: that of
+        :func:`~swig_lib.experiments.training.augment.randomised_profile`, from ``data_dir``).
     progress : bool
         Progress bars.
 
@@ -633,8 +764,9 @@ def run_ablation(
     AblationResults
         Tables, rankings, the slice of Fig. 2 and the glued numbers. Written: the tables of
         :func:`~swig_lib.experiments.evaluation.evaluate.evaluate` under ``metrics/`` and the
-        selection, ``metrics/selected_model.json``
-        (:func:`~swig_lib.experiments.evaluation.selection.write_selection`).
+        selections, ``metrics/selected_model.json``
+        (:func:`~swig_lib.experiments.evaluation.selection.write_selection`): every evaluated
+        model ranked by the rule of Table III on the validation subjects only.
     """
     device = torch.device(device)
     cfg = profile.eval
@@ -642,10 +774,12 @@ def run_ablation(
     figure_dir = out / "ablation"
     figure_dir.mkdir(parents=True, exist_ok=True)
     variants = list(cfg.variants)
-    if dataset is None:
+    if dataset is None or randomised is None:
         from swig_lib.experiments.subjects.dataset import load_dataset
 
-        dataset = load_dataset(profile, root=data_dir, progress=progress)
+        dataset = load_dataset(profile, root=data_dir, progress=progress) if dataset is None else dataset
+        randomised = (load_dataset(randomised_profile(profile), root=data_dir, progress=progress)
+                      if randomised is None else randomised)
     test_ids = dataset.subject_ids("test")
     alpha = profile.train.alpha
     glue: Glue = {"n_test": (len(test_ids), None), "interior_voxels": (cfg.interior_voxels, None),
@@ -664,11 +798,13 @@ def run_ablation(
     ranked = {region: region_ranking(table, region, TABLE3_MODELS) for region in (HEADLINE, OTHER)}
     paper = paper_table3()
     glue |= _ranking_glue(ranked, paper)
-    selected = ranked[HEADLINE].selected
-    write_selection(out, selected, region=HEADLINE,
-                    total_rank={m: ranked[HEADLINE].total[m] for m in TABLE3_MODELS},
-                    selected_interior=ranked[OTHER].selected, profile=profile.name)
     everything = region_ranking(table, HEADLINE, variants)
+    validation = validation_tables(profile, out, variants, {"val": dataset, "val_dr": randomised}, device, progress)
+    chosen = select_models(validation, variants)
+    write_selection(out, chosen["val"].selected, region=HEADLINE, total_rank=dict(chosen["val"].total),
+                    selected_interior=region_ranking(validation["val"], OTHER, variants).selected,
+                    profile=profile.name, selected_transfer=chosen["val_dr"].selected,
+                    total_rank_transfer=dict(chosen["val_dr"].total), selected_test=everything.selected)
 
     contribution, interior_all = None, None
     if CONTROL in variants:
@@ -685,8 +821,11 @@ def run_ablation(
     results = AblationResults(
         variants=variants, table1=table1(variants, alpha), table=table, means=means, slice=shown,
         ranked=ranked, everything=everything,
-        table3={region: table3_comparison(r) for region, r in ranked.items()}, selected=selected,
-        contribution=contribution, claims=claims, figure_dir=figure_dir, glue=glue,
+        table3={region: table3_comparison(r) for region, r in ranked.items()}, validation=validation,
+        chosen=chosen, selected=chosen["val"].selected, selected_transfer=chosen["val_dr"].selected,
+        degradation=degradation_table({"test": table, **validation}), contribution=contribution, claims=claims,
+        figure_dir=figure_dir, glue=glue,
     )
+    glue |= _selection_glue(results)
     glue |= _discussion_glue(results, paper, interior_all, tissue_t1_spread(dataset.manifest))
     return results

@@ -1,6 +1,8 @@
 """Evaluation against Q_h on the test subjects (Sec. III-C.1, Fig. 3, Table III): ``swig evaluate``.
 
-This is the only place where the HR reference maps Q_h are read. For every test subject the
+This is the only place where the HR reference maps Q_h are read (:func:`score_split`: the test
+subjects for the evaluation, the validation subjects for the model selection of
+:mod:`swig_lib.experiments.evaluation.selection`). For every test subject the
 baseline Q_l and each trained variant (its selected checkpoint) are scored with SSIM and HFEN on
 PD, T1 and T2, averaged over axial slices, inside two regions:
 
@@ -142,6 +144,56 @@ def trained_checkpoints(
     return paths
 
 
+def score_split(
+    profile: Profile,
+    models: Mapping[str, torch.nn.Module],
+    dataset: Any,
+    split: str = "test",
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Score ``Q_l`` and ``models`` against Q_h on the subjects of one split of ``dataset``.
+
+    Parameters
+    ----------
+    profile : Profile
+        Reads ``eval.interior_voxels``, ``eval.slice_stride``, ``eval.min_brain_fraction`` and
+        ``eval.batch_size``.
+    models : mapping of str to torch.nn.Module
+        The loaded models by variant name (:func:`swig_lib.experiments.inference.load_model`).
+    dataset
+        A loaded dataset (``subject_ids``, ``acquired``, ``reference``).
+    split : str
+        ``"test"`` (the evaluation) or ``"val"`` (model selection, never the test subjects).
+    progress : bool
+        Progress bar.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The long per-subject table (:func:`score_subject`), subjects in split order.
+    """
+    cfg = profile.eval
+    rows = []
+    for sid in tqdm(dataset.subject_ids(split), desc=f"evaluate ({split})", disable=not progress):
+        acq = dataset.acquired(sid)
+        mask = np.asarray(acq.mask, dtype=bool)
+        slices = select_slices(mask, cfg.min_brain_fraction, cfg.slice_stride)
+        predictions = {BASELINE: np.asarray(acq.q_l, dtype=np.float32)}
+        for name, model in models.items():
+            predictions[name] = predict_volume(
+                model, acq.q_l, acq.guides, mask, cfg.batch_size, slices=slices
+            )
+        rows += score_subject(
+            predictions,
+            np.asarray(dataset.reference(sid)),
+            mask,
+            sid,
+            slices,
+            cfg.interior_voxels,
+        )
+    return pd.DataFrame(rows)
+
+
 def evaluate(
     profile: Profile,
     out: str | Path,
@@ -178,7 +230,6 @@ def evaluate(
     swig_lib.core.io.MissingFileError
         When a variant's checkpoint is missing (:func:`trained_checkpoints`).
     """
-    cfg = profile.eval
     out = Path(out)
     paths = trained_checkpoints(profile, out, variants)
     models = {n: load_model(p, device) for n, p in paths.items()}
@@ -187,25 +238,7 @@ def evaluate(
 
         dataset = load_dataset(profile, progress=progress)
 
-    rows = []
-    for sid in tqdm(dataset.subject_ids("test"), desc="evaluate", disable=not progress):
-        acq = dataset.acquired(sid)
-        mask = np.asarray(acq.mask, dtype=bool)
-        slices = select_slices(mask, cfg.min_brain_fraction, cfg.slice_stride)
-        predictions = {BASELINE: np.asarray(acq.q_l, dtype=np.float32)}
-        for name, model in models.items():
-            predictions[name] = predict_volume(
-                model, acq.q_l, acq.guides, mask, cfg.batch_size, slices=slices
-            )
-        rows += score_subject(
-            predictions,
-            np.asarray(dataset.reference(sid)),
-            mask,
-            sid,
-            slices,
-            cfg.interior_voxels,
-        )
-    table = pd.DataFrame(rows)
+    table = score_split(profile, models, dataset, "test", progress)
     folder = out / "metrics"
     write_csv(table, folder / "per_subject.csv")
     write_csv(summarise(table), folder / "summary.csv")

@@ -57,6 +57,7 @@ from swig_lib.core.fitter import fit_qmri
 from swig_lib.core.io import (
     DataValidationError,
     PathLike,
+    atomic_path,
     atomic_write_bytes,
     load_nifti,
     load_qmri_maps,
@@ -128,6 +129,9 @@ TISSUE_LABELS: dict[int, str] = {0: "background", 1: "GM", 2: "WM", 3: "CSF",
 LABEL_PURITY = 0.9
 
 MANIFEST = "manifest.json"
+#: Infix of a randomised dataset's name, ``<dataset>-dr-<digest>``
+#: (:func:`swig_lib.experiments.training.augment.randomised_profile`).
+RANDOMISED_INFIX = "-dr-"
 
 
 @dataclass(frozen=True)
@@ -288,6 +292,28 @@ class DataSettings:
         ids = self.subject_ids()
         bounds = np.cumsum([0, *self.split])
         return {name: ids[bounds[i]:bounds[i + 1]] for i, name in enumerate(SPLITS)}
+
+    def unrandomised(self) -> DataSettings | None:
+        """The profile dataset that a randomised dataset shares its unrandomised subjects with, or None.
+
+        A dataset ``<name>-dr-<digest>`` with degradation randomisation
+        (:func:`~swig_lib.experiments.training.augment.randomised_profile`) draws its own Φ only
+        for the subjects of ``degradation.splits``; every other subject (the test split) has the
+        same seed, anatomy and Φ as in the dataset ``<name>`` of these settings with the
+        randomisation off, so its files are the same bytes and :func:`build_dataset` links them
+        from there instead of building them again.
+
+        Returns
+        -------
+        DataSettings or None
+            These settings with the randomisation off and the dataset ``<name>``; None when the
+            randomisation is off, when every split is randomised, or when the name has no
+            ``-dr-`` part.
+        """
+        name, infix, _ = self.dataset.rpartition(RANDOMISED_INFIX)
+        if not self.degradation.enabled or not infix or set(SPLITS) <= set(self.degradation.splits):
+            return None
+        return replace(self, dataset=name, degradation=DegradationSettings())
 
 
 @dataclass(frozen=True)
@@ -719,14 +745,28 @@ def build_dataset(profile: Profile, root: PathLike = "data", force: bool = False
     reused : bool
         True when an intact dataset was found and nothing was built.
     """
-    settings = DataSettings.from_profile(profile)
+    return _build_settings(DataSettings.from_profile(profile), root, force, progress, log,
+                           default_workers() if workers is None else workers)
+
+
+def _build_settings(settings: DataSettings, root: PathLike, force: bool, progress: bool,
+                    log: Callable[[str], None], workers: int) -> tuple[Path, bool]:
+    """:func:`build_dataset` on ``settings``; a randomised dataset first builds (or reuses) its profile dataset.
+
+    The subjects that a randomised dataset does not randomise are linked from the profile dataset
+    (:meth:`DataSettings.unrandomised`), which is therefore made intact first.
+    """
     folder = dataset_folder(settings, root)
     with _lock(folder):
         reason = "--force" if force else check_dataset(folder, settings)
         if reason is None:
             return folder, True
+        base = settings.unrandomised()
+        shared = None
+        if base is not None:
+            shared, _ = _build_settings(base, root, False, progress, log, workers)
         log(f"building {folder}: {reason}")
-        _build(folder, settings, progress, default_workers() if workers is None else workers)
+        _build(folder, settings, progress, workers, shared)
     return folder, False
 
 
@@ -747,8 +787,13 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _build(folder: Path, settings: DataSettings, progress: bool, workers: int = 1) -> None:
+def _build(folder: Path, settings: DataSettings, progress: bool, workers: int = 1,
+           shared: Path | None = None) -> None:
     """Write every subject, remove stale ones, then the manifest (last, so a crash leaves none).
+
+    With ``shared`` (the intact profile dataset of a randomised one, :meth:`DataSettings.unrandomised`)
+    the subjects outside ``degradation.splits`` are not built but linked from there
+    (:func:`_link_subject`).
 
     Hidden temporary files that a killed build left (:func:`swig_lib.core.io.atomic_path`) are
     removed first; the caller holds the folder's lock, so no other build is writing.
@@ -765,16 +810,22 @@ def _build(folder: Path, settings: DataSettings, progress: bool, workers: int = 
     ids, brains = settings.subject_ids(), settings.subject_brains()
     if None in brains:
         template_slices(mni152_template(settings.margin), slices)
-    tasks = [(folder, settings, index, sid, slices, brain) for index, (sid, brain) in enumerate(zip(ids, brains))]
-    bar = {"total": len(ids), "desc": f"digital subjects ({settings.dataset})", "unit": "subject",
+    source = {} if shared is None else json.loads((shared / MANIFEST).read_text())
+    linked = {sid: source["subjects"][sid] for split, split_ids in settings.split_ids().items()
+              if shared is not None and split not in settings.degradation.splits for sid in split_ids}
+    tasks = [(folder, settings, index, sid, slices, brain)
+             for index, (sid, brain) in enumerate(zip(ids, brains)) if sid not in linked]
+    bar = {"total": len(tasks), "desc": f"digital subjects ({settings.dataset})", "unit": "subject",
            "disable": not progress}
-    if workers > 1 and len(ids) > 1:
+    if workers > 1 and len(tasks) > 1:
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(ids)), mp_context=context) as pool:
+        with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context) as pool:
             records = list(tqdm(pool.map(_build_subject, *zip(*tasks)), **bar))
     else:
         records = list(tqdm(itertools.starmap(_build_subject, tasks), **bar))
-    subjects = dict(zip(ids, (record for record, _ in records)))
+    built = {task[3]: record for task, (record, _) in zip(tasks, records)}
+    subjects = {sid: built[sid] if sid in built else _link_subject(shared, folder, sid, index, settings, linked[sid])
+                for index, sid in enumerate(ids)}
     for stale in sorted(folder.glob("sub-*")):
         if stale.is_dir() and stale.name not in subjects:
             shutil.rmtree(stale)
@@ -783,7 +834,7 @@ def _build(folder: Path, settings: DataSettings, progress: bool, workers: int = 
         "code": _dataset_code(settings),
         "split": settings.split_ids(),
         "subjects": subjects,
-        "shape": records[-1][1],
+        "shape": source["shape"] if ids[-1] in linked else records[-1][1],
         "slices": slices.tolist(),
         "build": {"seconds": round(time.perf_counter() - start, 1), "swig_lib": __version__,
                   "numpy": np.__version__, "torch": torch.__version__},
@@ -814,6 +865,30 @@ def _build_subject(folder: Path, settings: DataSettings, index: int, sid: str, s
         if settings.degradation.enabled:
             record["phi"] = phi_record(phi)
     return record, list(subject.mask.shape)
+
+
+def _link_subject(shared: Path | None, folder: Path, sid: str, index: int, settings: DataSettings,
+                  record: dict[str, Any]) -> dict[str, Any]:
+    """Link subject ``sid``'s files from the dataset in ``shared`` into ``folder``; its manifest record.
+
+    Each file becomes a hard link to the shared one (a copy where the file system has none),
+    moved into place atomically, and its SHA-256 is checked against ``record`` (the subject's
+    record in the shared manifest). The record is the shared one with, as :func:`_build_subject`
+    writes it, the subject's Φ (the profile's) when ``settings`` randomise the degradation.
+    """
+    for key, item in record["files"].items():
+        with atomic_path(folder / item["path"]) as tmp:
+            tmp.unlink()
+            try:
+                os.link(shared / item["path"], tmp)
+            except OSError:
+                shutil.copyfile(shared / item["path"], tmp)
+            if sha256(tmp) != item["sha256"]:
+                raise DataValidationError(f"{shared / item['path']}: checksum differs from its manifest "
+                                          f"({key} of {sid}); rebuild {shared}")
+    if settings.degradation.enabled:
+        record = {**record, "phi": phi_record(settings.subject_phi(index))}
+    return record
 
 
 def _write_subject(folder: Path, sid: str, subject: Subject) -> dict[str, dict[str, str]]:

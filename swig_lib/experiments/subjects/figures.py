@@ -66,6 +66,9 @@ def subject_construction(shown: ShownSlice) -> Figure:
 def subject_gallery(dataset: Dataset, index: int, n: int = 4) -> Figure:
     """Show the same slice of ``n`` subjects spread over the dataset, captioned with their GM / WM means.
 
+    For label-derived subjects (:mod:`swig_lib.experiments.subjects.synthsr`), whose tissue
+    values are per class, the grey matter shown is the cortex.
+
     Parameters
     ----------
     dataset : Dataset
@@ -86,8 +89,9 @@ def subject_gallery(dataset: Dataset, index: int, n: int = 4) -> Figure:
     role = {sid: name for name, ids in split.items() for sid in ids}
     images = [[dataset.reference(sid)[m, ..., index] for sid in picked] for m in range(3)]
     tv = {sid: dataset.manifest["subjects"][sid]["tissue_values"] for sid in picked}
+    grey = {s: "GM" if "GM" in tv[s] else "cortex" for s in picked}  # label-derived subjects: per class
     captions = [
-        [f"GM {tv[s]['GM'][key]:.0f} / WM {tv[s]['WM'][key]:.0f} {unit}" for s in picked]
+        [f"{grey[s]} {tv[s][grey[s]][key]:.0f} / WM {tv[s]['WM'][key]:.0f} {unit}" for s in picked]
         for key, unit in zip(("pd", "t1", "t2"), (MAP_UNITS[m] for m in MAP_NAMES))
     ]
     return show_map_grid(images, MAP_NAMES, [f"{sid} ({role[sid]})" for sid in picked], captions=captions,

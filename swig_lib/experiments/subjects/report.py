@@ -33,6 +33,7 @@ from swig_lib.core.kspace import centre_mask
 from swig_lib.core.models import MAP_NAMES
 from swig_lib.core.protocols import GUIDE_PROTOCOLS, QMRIProtocol
 from swig_lib.experiments.config import Profile, load_profile
+from swig_lib.experiments.evaluation.generalisation import SOURCES, GeneralisationSettings, label_profile
 from swig_lib.experiments.evaluation.ranking import baseline_metrics, mean_sd
 from swig_lib.experiments.plotting import MAP_UNITS
 from swig_lib.experiments.results import Glue
@@ -223,6 +224,13 @@ class DataResults:
         ``<results_dir>/<profile>/data``, where the chapter's files go.
     glue : dict
         Values the chapter's prose quotes: name → (value, format specification).
+    label_dataset : Dataset
+        The label-derived dataset of ``[generalisation]``
+        (:func:`~swig_lib.experiments.evaluation.generalisation.label_profile`).
+    label_baseline : Baseline
+        Q_l against Q_h on its test subjects.
+    sources : pandas.DataFrame
+        :func:`source_table`: the baselines of both sources side by side.
     """
 
     dataset: Dataset
@@ -241,6 +249,9 @@ class DataResults:
     summary: dict[str, Any]
     out_dir: Path
     glue: Glue
+    label_dataset: Dataset
+    label_baseline: Baseline
+    sources: pd.DataFrame
 
     def describe(self) -> str:
         """Two lines: the dataset (folder, subjects, grid) and the subject and slice shown."""
@@ -591,6 +602,33 @@ def baseline_table(baseline: Baseline,
     return pd.DataFrame(rows).set_index(["region", "map"])
 
 
+def source_table(baselines: Mapping[str, Baseline]) -> pd.DataFrame:
+    """Mean SSIM and HFEN of Q_l per map on the brain mask, one column per anatomy source, and their ratio.
+
+    Parameters
+    ----------
+    baselines : mapping
+        ``{"mni152": ..., "synthsr": ...}``: :func:`subject_baseline` of each source's test subjects.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index (metric, map); columns the sources' names
+        (:data:`~swig_lib.experiments.evaluation.generalisation.SOURCES`) with their number of test
+        subjects, and ``"label maps / MNI152"``.
+    """
+    columns = {}
+    for source, baseline in baselines.items():
+        brain = baseline.summary.loc["brain"]
+        name = f"{SOURCES[source]} ({int(brain['n'].iloc[0])} subjects)"
+        columns[name] = {(metric.upper(), m): float(brain.loc[m, f"{metric}_mean"])
+                         for metric in ("ssim", "hfen") for m in MAP_NAMES}
+    table = pd.DataFrame(columns)
+    first, second = table.columns
+    table[f"{SOURCES['synthsr']} / {SOURCES['mni152']}"] = table[second] / table[first]
+    table.index.names = ["metric", "map"]
+    return table
+
 def _shown_slice(dataset: Dataset, subject: str, index: int) -> ShownSlice:
     """Load the subject and draw its anatomy again on stored slice ``index``."""
     k = dataset.manifest["slices"][index]
@@ -643,6 +681,31 @@ def _glue(phi: Degradation, fits: FitErrors, dataset: Dataset, split: Mapping[st
     glue["baseline_n_subjects"] = (int(summary["n"].iloc[0]), None)
     paper_t2 = paper.BASELINE[("ssim", "T2")]
     glue["paper_baseline_ssim_t2"] = (f"{paper_t2[0]:g} ± {paper_t2[1]:g}", None)
+    return glue
+
+
+def _source_glue(label_dataset: Dataset, gen: GeneralisationSettings, sources: pd.DataFrame) -> Glue:
+    """The values of the chapter's section on the label-derived subjects: dataset, baselines, their ratios."""
+    n_subjects = len(label_dataset.manifest["subjects"])
+    glue: Glue = {
+        "label_n_subjects": (n_subjects, None),
+        "label_split": (" + ".join(str(len(label_dataset.subject_ids(name))) for name in SPLITS), None),
+        "label_train_brains": (", ".join(map(str, gen.brains[0])), None),
+        "label_test_brains": (", ".join(map(str, gen.brains[2])), None),
+    }
+    build_s = label_dataset.manifest.get("build", {}).get("seconds")
+    if build_s is not None:
+        glue["label_build_seconds"] = (float(build_s), ".0f")
+    mni, labels, ratio = sources.columns
+    for (metric, name), row in sources.iterrows():
+        key = f"{metric.lower()}_{name.lower()}"
+        glue[f"src_mni152_{key}"] = (float(row[mni]), ".3f")
+        glue[f"src_synthsr_{key}"] = (float(row[labels]), ".3f")
+        glue[f"src_ratio_{key}"] = (float(row[ratio]), ".1f")
+    hfen = sources.loc["HFEN", ratio]
+    glue["src_hfen_text"] = (
+        f"{hfen.min():.1f} to {hfen.max():.1f} times" if round(hfen.min(), 1) != round(hfen.max(), 1)
+        else f"{hfen.min():.1f} times", None)
     return glue
 
 
@@ -727,7 +790,13 @@ def run_data_chapter(
 
     baseline = subject_baseline(dataset, settings.eval.interior_voxels)
     write_csv(baseline.per_subject, out_dir / "baseline_per_subject.csv")
+    # the second anatomy source: label-derived subjects, test brains held out (notebook 10 trains on it)
+    label_dataset = load_dataset(label_profile(settings), root=data_dir, progress=progress)
+    label_baseline = subject_baseline(label_dataset, settings.eval.interior_voxels)
+    write_csv(label_baseline.per_subject, out_dir / "label_baseline_per_subject.csv")
+    sources = source_table({"mni152": baseline, "synthsr": label_baseline})
     summary = _summary(settings.name, dataset, split, size_mib, phi, fits, shown, baseline)
+    summary["label_baseline"] = {f"{metric}/{name}": float(v) for (metric, name), v in sources.iloc[:, 1].items()}
     atomic_write_bytes(out_dir / "summary.json", (json.dumps(summary, indent=1) + "\n").encode("utf-8"))
 
     subjects = dataset.manifest["subjects"]
@@ -750,5 +819,9 @@ def run_data_chapter(
         baseline_table=baseline_table(baseline),
         summary=summary,
         out_dir=out_dir,
-        glue=_glue(phi, fits, dataset, split, size_mib, baseline),
+        glue=_glue(phi, fits, dataset, split, size_mib, baseline)
+        | _source_glue(label_dataset, GeneralisationSettings.from_profile(settings), sources),
+        label_dataset=label_dataset,
+        label_baseline=label_baseline,
+        sources=sources,
     )

@@ -307,7 +307,9 @@ def comparable_settings(profile: Mapping[str, Any]) -> dict[str, Any]:
     """Return what a resumed run must share with the checkpoint.
 
     That is the seed, data, model, and training settings except ``train.epochs`` (a run may be
-    extended; the cosine schedule then stretches).
+    extended; the cosine schedule then stretches) and, when the degradation randomisation is off,
+    its ranges (``data.degradation``: they do not touch the data then, so a model trained on the
+    paper's Φ stays valid when only the transfer model's ranges change).
 
     Parameters
     ----------
@@ -316,9 +318,12 @@ def comparable_settings(profile: Mapping[str, Any]) -> dict[str, Any]:
         from :meth:`swig_lib.experiments.config.Profile.to_dict`); a ``Profile`` reads the same.
     """
     train = {k: v for k, v in profile["train"].items() if k != "epochs"}
+    data = profile.get("data")
+    if isinstance(data, Mapping) and not dict(data.get("degradation") or {}).get("enabled", False):
+        data = {k: v for k, v in data.items() if k != "degradation"}
     return {
         "seed": profile["seed"],
-        "data": profile.get("data"),
+        "data": data,
         "model": profile["model"],
         "train": train,
     }

@@ -218,6 +218,7 @@ def train_variant(
     data: TrainingData | None = None,
     progress: bool = True,
     on_epoch_end: Callable[[int], None] | None = None,
+    steps: int | None = None,
 ) -> Path:
     """Train one variant with the self-supervised loss (eq. 12); return the selected checkpoint.
 
@@ -246,6 +247,11 @@ def train_variant(
         tqdm progress bars.
     on_epoch_end : callable, optional
         Called with the number of completed epochs after each epoch's checkpoint is written.
+    steps : int, optional
+        Optimisation steps in all (default ``train.epochs`` passes over the training slices):
+        the learning-rate schedule spans them, and the epochs are as many passes as they take,
+        the last one cut short. So that a model trained on another number of slices gets the
+        same budget as the profile's (e.g. the cross-anatomy models, which match M12++'s steps).
 
     Returns
     -------
@@ -314,7 +320,9 @@ def train_variant(
     def loss_fn(batch: SliceSet) -> LossTerms:
         return batch_loss(model, batch, variant, alpha, phi, data.sigma, data.guide_protocols, data.qmri_protocol)
 
-    epochs = cfg.epochs
+    steps_per_epoch = -(-len(data.train) // cfg.batch_size)
+    epochs = cfg.epochs if steps is None else -(-steps // steps_per_epoch)
+    total_steps = epochs * steps_per_epoch if steps is None else steps
     bar = tqdm(
         range(epoch, epochs),
         desc=f"train {variant.name}",
@@ -324,7 +332,8 @@ def train_variant(
     )
     for epoch in bar:
         order = torch.randperm(len(data.train), generator=shuffle)
-        steps_per_epoch = -(-len(data.train) // cfg.batch_size)
+        if steps is not None:  # the last epoch stops at the step budget
+            order = order[: (total_steps - epoch * steps_per_epoch) * cfg.batch_size]
         train_terms = run_epoch(
             model,
             data.train,
@@ -337,7 +346,7 @@ def train_variant(
             progress,
             lr=cfg.lr,
             first_step=epoch * steps_per_epoch,
-            total_steps=epochs * steps_per_epoch,
+            total_steps=total_steps,
             warmup_steps=cfg.warmup_steps,
         )
         val_terms = run_epoch(

@@ -30,6 +30,7 @@ from swig_lib.experiments.config import ModelSettings, Profile
 from swig_lib.experiments.plotting import MAP_UNITS, load_training_logs
 from swig_lib.experiments.results import Glue
 from swig_lib.experiments.training import checkpoints, loop
+from swig_lib.experiments.training.augment import randomised_profile
 from swig_lib.experiments.training.variants import GUIDE_ORDER, VARIANTS
 from swig_lib.experiments.training.windows import SliceSet, TrainingData, prepare_data
 
@@ -152,8 +153,9 @@ def network_table(model: SwigResNet) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("part")
 
 
-def input_table(variants: Sequence[str], q_scale: Sequence[float], model_cfg: ModelSettings) -> pd.DataFrame:
-    """Tabulate the inputs and the parameter count of every variant's network.
+def input_table(variants: Sequence[str], q_scale: Sequence[float], model_cfg: ModelSettings,
+                datasets: Mapping[bool, str] | None = None) -> pd.DataFrame:
+    """Tabulate the inputs, the parameter count and the training data of every variant's network.
 
     Parameters
     ----------
@@ -163,17 +165,21 @@ def input_table(variants: Sequence[str], q_scale: Sequence[float], model_cfg: Mo
         Scales s of PD [a.u.], T1 [ms], T2 [ms].
     model_cfg : ModelSettings
         The profile's ``model`` section.
+    datasets : mapping of bool to str, optional
+        The dataset each kind of variant trains on, by ``Variant.randomised`` (default: no column).
 
     Returns
     -------
     pandas.DataFrame
-        Index ``variant``; columns ``input channels``, ``inputs``, ``parameters``.
+        Index ``variant``; columns ``input channels``, ``inputs``, ``parameters`` and, with
+        ``datasets``, ``training data``.
     """
     return pd.DataFrame(
         [{"variant": name,
           "input channels": (3 if v.use_ql else 0) + len(v.guides),
           "inputs": " + ".join((["Q_l (PD, T1, T2)"] if v.use_ql else []) + list(v.guides)),
-          "parameters": n_params(SwigResNet(v.guides, v.use_ql, q_scale, **model_cfg))}
+          "parameters": n_params(SwigResNet(v.guides, v.use_ql, q_scale, **model_cfg)),
+          **({} if datasets is None else {"training data": datasets[v.randomised]})}
          for name, v in ((n, VARIANTS[n]) for n in variants)]
     ).set_index("variant")
 
@@ -311,9 +317,12 @@ def mean_terms(model: SwigResNet, slices: SliceSet, variant: str, alpha: float, 
     return dict(zip(LOSS_TERMS, sums / len(slices), strict=True))
 
 
-def start_losses(variants: Sequence[str], data: TrainingData, model_cfg: ModelSettings, alpha: float,
-                 batch_size: int) -> pd.DataFrame:
+def start_losses(variants: Sequence[str], data: Mapping[str, TrainingData], model_cfg: ModelSettings,
+                 alpha: float, batch_size: int) -> pd.DataFrame:
     """Loss terms of the untrained models on the validation slices (:func:`mean_terms`).
+
+    ``data`` gives each variant's prepared slices (a randomised variant's are those of its own
+    dataset, each slice with its own Φ).
 
     Returns
     -------
@@ -324,8 +333,8 @@ def start_losses(variants: Sequence[str], data: TrainingData, model_cfg: ModelSe
     start = {}
     for name in variants:
         v = VARIANTS[name]
-        model = SwigResNet(v.guides, v.use_ql, data.q_scale, **model_cfg).eval()
-        start[(name, "val")] = mean_terms(model, data.val, name, alpha, data, batch_size)
+        model = SwigResNet(v.guides, v.use_ql, data[name].q_scale, **model_cfg).eval()
+        start[(name, "val")] = mean_terms(model, data[name].val, name, alpha, data[name], batch_size)
     return pd.DataFrame(start).T.rename_axis(["variant", "split"])
 
 
@@ -338,7 +347,7 @@ def _finished_epochs(path: Path) -> int:
 
 
 def train_all(profile: Profile, variants: Sequence[str], out: Path, device: torch.device,
-              data: TrainingData, device_label: str, previous: pd.DataFrame | None = None,
+              data: Mapping[str, TrainingData], device_label: str, previous: pd.DataFrame | None = None,
               progress: bool = False) -> dict[str, dict[str, Any]]:
     """Train every variant, reusing finished and resuming interrupted runs.
 
@@ -355,8 +364,8 @@ def train_all(profile: Profile, variants: Sequence[str], out: Path, device: torc
         ``<results_dir>/<profile>``.
     device : torch.device
         Where to train.
-    data : TrainingData
-        The prepared slices.
+    data : mapping of str to TrainingData
+        The prepared slices of each variant (a randomised variant's come from its own dataset).
     device_label : str
         How this device is recorded for runs made now.
     previous : pandas.DataFrame, optional
@@ -379,10 +388,10 @@ def train_all(profile: Profile, variants: Sequence[str], out: Path, device: torc
         before = _finished_epochs(last_path)
         started = time.perf_counter()
         try:
-            loop.train_variant(profile, name, out, resume=True, device=device, data=data, progress=progress)
+            loop.train_variant(profile, name, out, resume=True, device=device, data=data[name], progress=progress)
             status = "reused" if before >= epochs else f"resumed at epoch {before}" if before else "trained"
         except checkpoints.CheckpointError:
-            loop.train_variant(profile, name, out, resume=False, device=device, data=data, progress=progress)
+            loop.train_variant(profile, name, out, resume=False, device=device, data=data[name], progress=progress)
             status = "retrained (settings changed)"
         wall = time.perf_counter() - started
         payload = checkpoints.load_checkpoint(last_path)
@@ -451,17 +460,18 @@ def choice_table(logs: Mapping[str, pd.DataFrame], summary: pd.DataFrame,
     return choice.rename(columns={"val_loss_total": "val L_total at the last epoch"})
 
 
-def output_minima(out: Path, variants: Sequence[str], data: TrainingData) -> pd.DataFrame:
-    """Smallest predicted PD, T1, T2 inside the brain of every kept checkpoint, validation slices."""
+def output_minima(out: Path, variants: Sequence[str], data: Mapping[str, TrainingData]) -> pd.DataFrame:
+    """Smallest predicted PD, T1, T2 inside the brain of every kept checkpoint, on its validation slices."""
     minima = {}
     for name in variants:
         v = VARIANTS[name]
         kept = checkpoints.load_checkpoint(checkpoints.checkpoint_paths(out, name)[0])
         model = checkpoints.model_from_checkpoint(kept)
         channels = [GUIDE_ORDER.index(g) for g in v.guides]
+        val = data[name].val
         with torch.no_grad():
-            pred = model(data.val.q_l if v.use_ql else None, data.val.guides[:, channels], data.val.mask)
-        minima[name] = {f"min {m} [{MAP_UNITS[m]}]": float(pred[:, c][data.val.mask].min())
+            pred = model(val.q_l if v.use_ql else None, val.guides[:, channels], val.mask)
+        minima[name] = {f"min {m} [{MAP_UNITS[m]}]": float(pred[:, c][val.mask].min())
                         for c, m in enumerate(MAP_NAMES)}
     return pd.DataFrame(minima).T
 
@@ -514,6 +524,7 @@ def run_training_chapter(
     *,
     device_label: str | None = None,
     dataset: Any = None,
+    randomised: Any = None,
     progress: bool = False,
 ) -> TrainingResults:
     """Run the analyses of the training chapter and train every variant of the profile.
@@ -534,6 +545,10 @@ def run_training_chapter(
         the notebook passes :func:`swig_lib.book.notebook.describe_device`).
     dataset
         A loaded dataset (default: loaded from ``data_dir``); only its acquired data are read.
+    randomised
+        The loaded degradation-randomised dataset on which the ``randomised`` variants (``M12++dr``)
+        train (default: that of :func:`~swig_lib.experiments.training.augment.randomised_profile`,
+        from ``data_dir``, built on first use); read only when such a variant is trained.
     progress : bool
         Progress bars.
 
@@ -554,6 +569,16 @@ def run_training_chapter(
         dataset = load_dataset(profile, root=data_dir, progress=progress)
     radius = receptive_radius(**model_cfg)
     data = prepare_data(dataset, profile, radius, progress=progress)  # acquired data only
+    prepared, names = {False: data}, None
+    if any(VARIANTS[name].randomised for name in variants):  # the transfer model's own dataset
+        chosen = randomised_profile(profile)
+        if randomised is None:
+            from swig_lib.experiments.subjects.dataset import load_dataset
+
+            randomised = load_dataset(chosen, root=data_dir, progress=progress)
+        prepared[True] = prepare_data(randomised, chosen, radius, progress=progress)
+        names = {False: profile.data["dataset"], True: f"{chosen.data['dataset']} (own Φ per train/val subject)"}
+    by_variant = {name: prepared[VARIANTS[name].randomised] for name in variants}
     crop = tuple(data.train.q_l.shape[-2:])
     n_train, n_val = len(dataset.subject_ids("train")), len(dataset.subject_ids("val"))
     glue: Glue = {
@@ -568,7 +593,7 @@ def run_training_chapter(
 
     full_model = SwigResNet(VARIANTS["M12++"].guides, True, data.q_scale, **model_cfg)
     network = network_table(full_model)
-    inputs = input_table(variants, data.q_scale, model_cfg)
+    inputs = input_table(variants, data.q_scale, model_cfg, names)
     for key in ("width", "n_blocks", "first_kernel", "last_kernel"):
         value = getattr(model_cfg, key)
         glue[key] = (f"{value} × {value}" if key.endswith("kernel") else value, None)
@@ -590,7 +615,7 @@ def run_training_chapter(
         "alpha_ratio_rule_likelihood": (a["alpha_rule"] / a["alpha_likelihood"], ".0f"),
         "ll_floor": (a["ll_floor"], ".2f"), "dc_dilation": (train_cfg.dc_dilation, None),
     }
-    start = start_losses(variants, data, model_cfg, train_cfg.alpha, profile.eval.batch_size)
+    start = start_losses(variants, by_variant, model_cfg, train_cfg.alpha, profile.eval.batch_size)
     ref = REFERENCE_VARIANT if REFERENCE_VARIANT in variants else variants[0]
     glue["ll_start_over_floor"] = (start.loc[(ref, "val"), "loss_lr"] / a["ll_floor"], ".0f")
     glue["lh_start_full"] = (start.loc[(ref, "val"), "loss_guide"], ".3f")
@@ -602,7 +627,7 @@ def run_training_chapter(
     previous = None
     if summary_path.is_file():
         previous = read_csv(summary_path).set_index("variant")
-    runs = train_all(profile, variants, out, device, data, device_label or str(device), previous, progress)
+    runs = train_all(profile, variants, out, device, by_variant, device_label or str(device), previous, progress)
     logs = load_training_logs(out / "logs", variants)
     summary = summary_table(logs, runs)
     write_csv(summary, summary_path, index=True)
@@ -614,7 +639,7 @@ def run_training_chapter(
     choice = choice_table(logs, summary, selected)
     glue["selected_epoch_m12"] = (int(summary.loc[ref, "selected_epoch"]), None)
     glue["n_selected_last"] = (int((summary["selected_epoch"] == summary["epochs"]).sum()), None)
-    minima = output_minima(out, variants, data)
+    minima = output_minima(out, variants, by_variant)
     glue["all_positive"] = ("all positive" if bool((minima > 0).all().all()) else "NOT all positive", None)
     return TrainingResults(
         data_summary=data_summary, network=network, inputs=inputs, scales=scales, guide_stats=guide_stats,

@@ -126,6 +126,7 @@ def tiny_profile(seed: int = 0, epochs: int = 1, variants: tuple[str, ...] = ("M
             "dc_dilation": 2,
         },
         "model": {"width": 4, "n_blocks": 5, "first_kernel": 3, "last_kernel": 9},
-        "eval": {"variants": list(variants), "interior_voxels": 2, "slice_stride": 1, "min_brain_fraction": 0.0,
+        "eval": {"variants": list(variants), "interior_voxels": 2, "slice_stride": 1, "val_slice_stride": 1,
+                 "min_brain_fraction": 0.0,
                  "batch_size": 2},
     } | sections)

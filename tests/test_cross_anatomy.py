@@ -124,7 +124,8 @@ class _Dataset:
 def test_cross_anatomy_table() -> None:
     torch.manual_seed(0)
     model = SwigResNet(("T1w", "T2w"), True, (100.0, 1000.0, 100.0), width=4, n_blocks=1, last_kernel=3)
-    settings = EvalSettings(variants=("M12++",), interior_voxels=2, slice_stride=1, min_brain_fraction=0.0,
+    settings = EvalSettings(variants=("M12++",), interior_voxels=2, slice_stride=1, val_slice_stride=1,
+                            min_brain_fraction=0.0,
                             batch_size=2)
     datasets = {"mni152": _Dataset(0), "synthsr": _Dataset(1)}
     results = cross_anatomy(datasets, {"trained on mni152": model}, settings)

@@ -260,7 +260,7 @@ def test_anatomy_redraws_the_stored_maps(tiny: tuple[Path, data.Dataset]) -> Non
 @pytest.mark.parametrize(("flag", "source", "dataset"), [
     ([], "mni152", "mni152-smoke"),
     (["--anatomy-source", "mni152"], "mni152", "mni152-smoke"),
-    (["--anatomy-source", "synthsr"], "synthsr", "synthsr-smoke"),
+    (["--anatomy-source", "synthsr"], "synthsr", "synthsr-heldout-smoke"),  # the [generalisation] dataset
     (["--anatomy-source", "mix"], "mix", "mix-smoke"),
 ])
 def test_cli_anatomy_source_picks_its_own_dataset(flag: list[str], source: str, dataset: str, tmp_path: Path,

@@ -31,7 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                         help="data root folder, as for the other commands (default: data)")
     parser.add_argument("--anatomy-source", choices=tuple(ANATOMY_SOURCES), default=None,
                         help="where the subjects' anatomy comes from (default: the profile's data.anatomy_source); "
-                        "another source than the profile's builds its own dataset <source>-<profile>")
+                        "synthsr builds the label-derived dataset of the book's chapters 01 and 10 (the profile's "
+                        "[generalisation] section: held-out brains for validation and test), mix its own "
+                        "dataset mix-<profile>")
     parser.add_argument("--force", action="store_true", help="rebuild even if intact")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--workers", type=positive_int, default=None,
@@ -47,7 +49,11 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.root, "--data")
     profile = load_profile(args.profile)
     source = args.anatomy_source
-    if source is not None and source != profile.data["anatomy_source"]:
+    if source == "synthsr":  # the label-derived subjects of chapters 01 and 10 ([generalisation])
+        from swig_lib.experiments.evaluation.generalisation import label_profile
+
+        profile = label_profile(profile)
+    elif source is not None and source != profile.data["anatomy_source"]:
         overrides = {"data.anatomy_source": source, "data.dataset": f"{source}-{args.profile}"}
         profile = load_profile(args.profile, overrides)
     folder, reused = build_dataset(profile, args.root, force=args.force, progress=not args.no_progress,

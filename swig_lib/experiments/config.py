@@ -229,6 +229,8 @@ class EvalSettings(Section):
         Erosion of the brain mask (voxels) that gives the interior mask.
     slice_stride : int
         Every n-th of the qualifying test slices.
+    val_slice_stride : int
+        Every n-th of the qualifying validation slices, for the model selection.
     min_brain_fraction : float
         Slices whose brain area is below this fraction of the largest are skipped.
     batch_size : int
@@ -238,6 +240,7 @@ class EvalSettings(Section):
     variants: tuple[str, ...]
     interior_voxels: int
     slice_stride: int
+    val_slice_stride: int
     min_brain_fraction: float
     batch_size: int
 

@@ -285,7 +285,7 @@ def model_card(payload: Mapping[str, Any], manifest: Mapping[str, Any], metrics:
 
 The model `swig apply` uses when no `--model` is given: the variant {variant} of Table I (guides
 {', '.join(spec['guides'])}{', with the LR maps Q_l as input' if spec['use_ql'] else ''}), selected by the
-ablation of the `{name}` profile on the {region} mask, {parameters:,} weights (ResNet of width
+ablation of the `{name}` profile on its validation subjects ({region} mask), {parameters:,} weights (ResNet of width
 {spec['width']}, {spec['n_blocks']} blocks).
 
 ## Training data

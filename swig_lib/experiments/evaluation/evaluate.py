@@ -156,8 +156,8 @@ def score_split(
     Parameters
     ----------
     profile : Profile
-        Reads ``eval.interior_voxels``, ``eval.slice_stride``, ``eval.min_brain_fraction`` and
-        ``eval.batch_size``.
+        Reads ``eval.interior_voxels``, ``eval.slice_stride`` (``eval.val_slice_stride`` for the
+        ``"val"`` split), ``eval.min_brain_fraction`` and ``eval.batch_size``.
     models : mapping of str to torch.nn.Module
         The loaded models by variant name (:func:`swig_lib.experiments.inference.load_model`).
     dataset
@@ -173,11 +173,12 @@ def score_split(
         The long per-subject table (:func:`score_subject`), subjects in split order.
     """
     cfg = profile.eval
+    stride = cfg.val_slice_stride if split == "val" else cfg.slice_stride
     rows = []
     for sid in tqdm(dataset.subject_ids(split), desc=f"evaluate ({split})", disable=not progress):
         acq = dataset.acquired(sid)
         mask = np.asarray(acq.mask, dtype=bool)
-        slices = select_slices(mask, cfg.min_brain_fraction, cfg.slice_stride)
+        slices = select_slices(mask, cfg.min_brain_fraction, stride)
         predictions = {BASELINE: np.asarray(acq.q_l, dtype=np.float32)}
         for name, model in models.items():
             predictions[name] = predict_volume(

@@ -1,8 +1,9 @@
 """The models selected by the ablation, stored for the chapters that use them.
 
-The ablation (:func:`swig_lib.experiments.evaluation.ablation.run_ablation`) ranks every evaluated
-variant by the rule of Table III (total rank over maps × metrics) on the **validation** subjects,
-never on the test subjects, and writes two selections with :func:`write_selection`:
+The ablation (:func:`swig_lib.experiments.evaluation.ablation.run_ablation`) ranks the method's
+configurations (the models of Table III and the transfer model ``M12++dr``) by the rule of
+Table III (total rank over maps × metrics) on the **validation** subjects, never on the test
+subjects, and writes two selections with :func:`write_selection`:
 
 * ``selected``, the default model (the benchmark, ``swig release``, ``swig apply``): ranked on the
   validation subjects of the profile's dataset, acquired with the paper's Φ;

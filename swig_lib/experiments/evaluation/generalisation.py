@@ -27,10 +27,8 @@ subject), ``summary.csv`` (means), ``change.csv`` (% change against Q_l), ``over
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -53,7 +51,7 @@ from swig_lib.experiments.evaluation.ranking import BASELINE
 from swig_lib.experiments.inference import load_model, predict_volume
 from swig_lib.experiments.plotting import DIFF_LIMITS, orient_axial, show_map_grid
 from swig_lib.experiments.results import Glue
-from swig_lib.experiments.subjects.dataset import Dataset, default_workers, load_dataset, torch_threads
+from swig_lib.experiments.subjects.dataset import Dataset, load_dataset
 from swig_lib.experiments.subjects.synthsr import BRAINS
 from swig_lib.experiments.training.checkpoints import (
     CheckpointError,
@@ -209,7 +207,7 @@ def _finished(out: Path, name: str, profile: Profile, epochs: int) -> bool:
 
 
 def train_models(profile: Profile, datasets: Mapping[str, Dataset], out: Path, device: torch.device,
-                 progress: bool = False, workers: int = 1) -> pd.DataFrame:
+                 progress: bool = False) -> pd.DataFrame:
     """Train the models of :data:`MODELS` that are missing or stale; return one row per model.
 
     Parameters
@@ -224,27 +222,24 @@ def train_models(profile: Profile, datasets: Mapping[str, Dataset], out: Path, d
         Where to train.
     progress : bool
         Progress bars.
-    workers : int
-        Processes that train the missing models side by side on a CPU (each with one torch
-        thread; the results do not depend on it).
 
     Returns
     -------
     pandas.DataFrame
         Index model; columns checkpoint, sources, training slices, steps, epochs, status
-        ("reused" or "trained"), wall_s (seconds of the model's own training).
+        ("reused" or "trained"), wall_s.
     """
     slices = {source: training_slices(ds, profile) for source, ds in datasets.items()}
     steps = model_steps(profile, slices["mni152"])
     profiles = {"trained on MNI152": profile, "trained on label maps": label_profile(profile),
                 "trained on mix": mix_profile(profile)}
-    rows, jobs = {}, {}
+    rows = []
     for model, (name, sources) in MODELS.items():
+        started = time.perf_counter()
         n = sum(slices[s] for s in sources)
         budget = None if name == BASE_VARIANT else steps  # M12++ is notebook 02's run: its own epochs
         epochs = profile.train.epochs if budget is None else -(-budget // -(-n // profile.train.batch_size))
-        rows[model] = {"model": model, "checkpoint": f"{name}.pt", "sources": " + ".join(SOURCES[s] for s in sources),
-                       "training slices": n, "steps": steps, "epochs": epochs, "status": "reused", "wall_s": 0.0}
+        status = "reused"
         # notebook 02's M12++ is reused as it is (notebook 02 keeps it up to date); the others while their settings hold
         if budget is None:
             done = checkpoint_paths(out, name)[0].is_file()
@@ -252,37 +247,19 @@ def train_models(profile: Profile, datasets: Mapping[str, Dataset], out: Path, d
             done = _finished(out, name, profiles[model], epochs)
         if not done:
             source = datasets[sources[0]] if len(sources) == 1 else CombinedDataset({s: datasets[s] for s in sources})
-            jobs[model] = (profiles[model], name, source, budget)
-    arguments = [[job[i] for job in jobs.values()] for i in range(4)]
-    n_jobs = len(jobs)
-    if device.type == "cpu" and n_jobs > 1 and workers > 1:  # one single-threaded process per model
-        with ProcessPoolExecutor(min(workers, n_jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
-            seconds = list(pool.map(_train_model, *arguments, [out] * n_jobs, [str(device)] * n_jobs))
-    else:
-        seconds = list(map(_train_model, *arguments, [out] * n_jobs, [str(device)] * n_jobs, [progress] * n_jobs))
-    for model, wall in zip(jobs, seconds):
-        rows[model].update(status="trained", wall_s=round(wall, 1))
-    return pd.DataFrame(list(rows.values())).set_index("model")
-
-
-def _train_model(profile: Profile, name: str, source: Any, budget: int | None, out: Path, device: str,
-                 progress: bool = False) -> float:
-    """Train one model of :data:`MODELS` (resuming an interrupted run of the same settings); return its seconds.
-
-    Runs with one torch thread, so that two models can train side by side on two cores; the result
-    depends only on the profile's seed, not on how many run at once.
-    """
-    started = time.perf_counter()
-    with torch_threads(1):
-        data = prepare_data(source, profile, receptive_radius(**profile.model), progress=progress)
-        variant = replace(VARIANTS[BASE_VARIANT], name=name)
-        try:
-            train_variant(profile, variant, out, resume=True, device=device, data=data, progress=progress,
-                          steps=budget)
-        except CheckpointError:
-            train_variant(profile, variant, out, resume=False, device=device, data=data, progress=progress,
-                          steps=budget)
-    return time.perf_counter() - started
+            data = prepare_data(source, profiles[model], receptive_radius(**profile.model), progress=progress)
+            variant = replace(VARIANTS[BASE_VARIANT], name=name)
+            try:
+                train_variant(profiles[model], variant, out, resume=True, device=device, data=data,
+                              progress=progress, steps=budget)
+            except CheckpointError:
+                train_variant(profiles[model], variant, out, resume=False, device=device, data=data,
+                              progress=progress, steps=budget)
+            status = "trained"
+        rows.append({"model": model, "checkpoint": f"{name}.pt", "sources": " + ".join(SOURCES[s] for s in sources),
+                     "training slices": n, "steps": steps, "epochs": epochs, "status": status,
+                     "wall_s": round(time.perf_counter() - started, 1)})
+    return pd.DataFrame(rows).set_index("model")
 
 
 def change_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -514,7 +491,7 @@ def run_generalisation(profile: str | Profile, data_dir: PathLike = "data", resu
     out_dir.mkdir(parents=True, exist_ok=True)
     datasets = {"mni152": load_dataset(config, data_dir, progress=progress),
                 "synthsr": load_dataset(label_profile(config), data_dir, progress=progress)}
-    runs = train_models(config, datasets, out, device, progress, default_workers(2))
+    runs = train_models(config, datasets, out, device, progress)
     paths = {model: out / "checkpoints" / runs.loc[model, "checkpoint"] for model in MODELS}
     evaluation = replace(config.eval, slice_stride=settings.slice_stride)
     tested = {name: _FirstTest(ds, settings.test_subjects) for name, ds in datasets.items()}

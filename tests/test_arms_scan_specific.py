@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -50,6 +52,17 @@ def subject_slices():
     phi = KSpaceTruncation(KEEP, SIGMA).on_window((40, 36), (40, 36))
     scale = [float(acq.q_l[c][acq.mask].mean()) for c in range(3)]
     return slices, phi, scale
+
+
+def test_prepare_subject_without_contrasts_never_makes_them():
+    acq = make_subject(0)
+    full = prepare_subject(acq, (40, 36), np.array([1, 2]), dilation=2)
+    calls = []
+    no_contrasts = SimpleNamespace(**{**vars(acq), "lr_contrasts": lambda: calls.append(1)})
+    lean = prepare_subject(no_contrasts, (40, 36), np.array([1, 2]), dilation=2, contrasts=False)
+    assert calls == [] and lean.c_l.shape == (2, 0, 40, 36)
+    for field in ("q_l", "guides", "mask", "region", "phi"):
+        assert torch.equal(getattr(lean, field), getattr(full, field))
 
 
 SMALL = INRSettings(n_frequencies=32, sigma_freq=0.1, width=32, depth=2, steps=0, lr=1e-2)

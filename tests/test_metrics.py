@@ -212,6 +212,56 @@ def test_slice_metrics_errors():
         m.slice_metrics(pred, ref, mask, slices=[6])
 
 
+def _full_slice_scores(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """The definitions on the whole slice: scikit-image's SSIM map and SciPy's LoG, no cropping."""
+    from scipy.ndimage import gaussian_laplace
+    from skimage.metrics import structural_similarity
+
+    pm, rm = np.where(mask, pred, 0.0), np.where(mask, ref, 0.0)
+    _, ssim_map = structural_similarity(pm, rm, data_range=rm[mask].max() - rm[mask].min(), full=True)
+    log_err, log_ref = gaussian_laplace(pm - rm, 1.5)[mask], gaussian_laplace(rm, 1.5)[mask]
+    return float(ssim_map[mask].mean()), float(np.sqrt(np.sum(log_err * log_err)) / np.sqrt(np.sum(log_ref * log_ref)))
+
+
+@pytest.mark.parametrize("where", ["centre", "corner", "edge", "speck"])
+def test_cropped_filters_are_bit_identical_to_the_whole_slice(where):
+    """The scorer filters only the mask's box plus the filters' reach: not one bit may change."""
+    rng = np.random.default_rng(11)
+    ref = rng.normal(800.0, 200.0, (60, 70))
+    pred = ref + rng.normal(0.0, 50.0, ref.shape)
+    mask = np.zeros(ref.shape, dtype=bool)
+    boxes = {"centre": (slice(20, 41), slice(25, 50)), "corner": (slice(0, 12), slice(0, 15)),
+             "edge": (slice(10, 40), slice(64, 70)), "speck": (slice(30, 33), slice(30, 34))}
+    mask[boxes[where]] = True
+    mask &= rng.random(ref.shape) > 0.2  # ragged edges and holes
+    assert (m.ssim(pred, ref, mask), m.hfen(pred, ref, mask)) == _full_slice_scores(pred, ref, mask)
+
+
+def test_map_metrics_many_equals_one_at_a_time():
+    pred, ref, mask = _volume()
+    maps = {"a": np.stack([pred, ref, 2 * pred]), "b": np.stack([ref + 3.0, pred, ref])}
+    together = m.map_metrics_many(maps, np.stack([ref, ref, 2 * ref]), mask, interior_voxels=2)
+    for model, stack in maps.items():
+        alone = m.map_metrics(stack, np.stack([ref, ref, 2 * ref]), mask, interior_voxels=2)
+        for name in ("PD", "T1", "T2"):
+            for key in ("ssim_slices", "hfen_slices", "slices"):
+                np.testing.assert_array_equal(together[model][name][key], alone[name][key])
+    z = int(together["a"]["PD"]["slices"][1])
+    interior = m.erode_mask(mask, 2)[..., z]
+    assert together["a"]["PD"]["ssim_slices"][1] == _full_slice_scores(pred[..., z], ref[..., z], interior)[0]
+
+
+def test_slice_metrics_names_the_slice_of_a_bad_value():
+    pred, ref, mask = _volume()
+    pred[24, 24, 3] = np.nan
+    with pytest.raises(ValueError, match=r"^axial slice 3: non-finite values \(NaN or inf\) inside the mask$"):
+        m.slice_metrics(pred, ref, mask)
+    flat = ref.copy()
+    flat[..., 2] = 7.0
+    with pytest.raises(ValueError, match=r"^axial slice 2: ref is constant within the mask"):
+        m.slice_metrics(ref, flat, mask)
+
+
 def test_map_metrics_keys_and_values():
     pred, ref, mask = _volume()
     out = m.map_metrics(np.stack([pred, ref, 2 * pred]), np.stack([ref, ref, 2 * ref]), mask)

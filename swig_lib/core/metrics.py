@@ -16,11 +16,16 @@ voxels only. Averaging SSIM over the whole field of view instead would count the
 where both images agree perfectly, and inflate SSIM; averaging over the mask is the stricter choice.
 
 Every function accepts NumPy arrays or torch tensors and computes in float64.
+
+Speed without changing a bit: :class:`SliceScorer` filters each slice only on its mask's bounding
+box plus the filters' reach (outside the mask both images are zero, so no filtered value inside
+the mask changes, not even in its last bit), and filters the reference once for all the
+predictions scored against it (:func:`map_metrics_many`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,6 +38,17 @@ METRICS: tuple[str, ...] = ("ssim", "hfen")
 HIGHER_IS_BETTER: dict[str, bool] = {"ssim": True, "hfen": False}
 """Direction of each metric: SSIM higher is better, HFEN lower is better (paper Sec. III-C.1)."""
 
+SSIM_WINDOW = 7
+"""Side of SSIM's uniform window, voxels (scikit-image's default)."""
+
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+"""SSIM's stabilising constants, C_i = (K_i · data_range)² (Wang et al. 2004; scikit-image)."""
+
+HFEN_SIGMA = 1.5
+"""Standard deviation of HFEN's Laplacian of Gaussian, voxels (Ravishankar & Bresler 2011)."""
+
+LOG_TRUNCATE = 4.0
+"""Truncation of the LoG's Gaussian, in standard deviations (SciPy's default)."""
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -78,9 +94,10 @@ def ssim(pred: Any, ref: Any, mask: Any | None = None) -> float:
         Predicted and reference slice, same units (a.u. for PD, ms for T1/T2).
     mask : array_like of bool, shape (X, Y), optional
         Evaluation region. Both images are set to zero outside it, the full SSIM map is computed
-        and averaged over the mask voxels. This is stricter than the mean over the field of view,
-        where the identical zero background pushes SSIM towards 1. Without a mask the result is
-        scikit-image's mean SSIM (the map averaged after cropping a 3-voxel border).
+        and averaged over the mask voxels (:class:`SliceScorer`). This is stricter than the mean
+        over the field of view, where the identical zero background pushes SSIM towards 1.
+        Without a mask the result is scikit-image's mean SSIM (the map averaged after cropping a
+        3-voxel border).
 
     Returns
     -------
@@ -94,18 +111,12 @@ def ssim(pred: Any, ref: Any, mask: Any | None = None) -> float:
         7x7, or a reference that is constant within the mask (``data_range = 0``).
     """
     pred_m, ref_m, mask_b = _prepare_pair(pred, ref, mask, ndim=2)
-    if min(pred_m.shape) < 7:
-        raise ValueError(f"slice {pred_m.shape} is smaller than the 7x7 SSIM window")
-    data_range = float(ref_m[mask_b].max() - ref_m[mask_b].min())
-    if data_range == 0.0:
-        raise ValueError("ref is constant within the mask: SSIM data_range would be 0")
-    mssim, ssim_map = structural_similarity(pred_m, ref_m, data_range=data_range, full=True)
-    if mask is None:
-        return float(mssim)
-    return float(ssim_map[mask_b].mean())
+    if mask is not None:
+        return float(SliceScorer(ref_m[None], mask_b[None], hfen=False).score(pred_m[None])[0][0])
+    return float(structural_similarity(pred_m, ref_m, data_range=_ssim_data_range(ref_m, mask_b)))
 
 
-def hfen(pred: Any, ref: Any, mask: Any | None = None, sigma: float = 1.5) -> float:
+def hfen(pred: Any, ref: Any, mask: Any | None = None, sigma: float = HFEN_SIGMA) -> float:
     """High-frequency error norm of one 2-D slice (paper Sec. III-C.1, ref. [25]).
 
     ``HFEN = ||LoG(pred - ref)||_2 / ||LoG(ref)||_2`` with LoG the Laplacian-of-Gaussian filter
@@ -138,14 +149,149 @@ def hfen(pred: Any, ref: Any, mask: Any | None = None, sigma: float = 1.5) -> fl
         mask (a constant reference has no high frequencies to compare with).
     """
     pred_m, ref_m, mask_b = _prepare_pair(pred, ref, mask, ndim=2)
-    log_err = ndimage.gaussian_laplace(pred_m - ref_m, sigma)[mask_b]
-    log_ref = ndimage.gaussian_laplace(ref_m, sigma)[mask_b]
-    # Norms by NumPy's pairwise sum, not np.linalg.norm: that one goes through BLAS, whose
-    # reduction order (and so the last bits) depends on the BLAS build and its thread count.
-    denominator = float(np.sqrt(np.sum(log_ref * log_ref)))
-    if denominator == 0.0:
-        raise ValueError("LoG(ref) is zero within the mask: HFEN is undefined")
-    return float(np.sqrt(np.sum(log_err * log_err))) / denominator
+    return float(SliceScorer(ref_m[None], mask_b[None], sigma, ssim=False).score(pred_m[None])[1][0])
+
+
+def _ssim_data_range(ref_m: np.ndarray, mask_b: np.ndarray, shape: tuple[int, ...] | None = None) -> float:
+    """SSIM's ``data_range`` of one slice, max − min of the reference over the mask, after the checks.
+
+    ``shape`` is that of the whole slice when ``ref_m`` and ``mask_b`` are a crop of it.
+
+    Raises
+    ------
+    ValueError
+        For a slice smaller than the SSIM window or a reference constant within the mask.
+    """
+    shape = ref_m.shape if shape is None else shape
+    if min(shape) < SSIM_WINDOW:
+        raise ValueError(f"slice {shape} is smaller than the 7x7 SSIM window")
+    data_range = float(ref_m[mask_b].max() - ref_m[mask_b].min())
+    if data_range == 0.0:
+        raise ValueError("ref is constant within the mask: SSIM data_range would be 0")
+    return data_range
+
+
+def _window_mean(image: np.ndarray) -> np.ndarray:
+    """Mean over SSIM's 7x7 window (:func:`scipy.ndimage.uniform_filter`, reflected edges)."""
+    return ndimage.uniform_filter(image, size=SSIM_WINDOW)
+
+
+def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
+    """Bounding box of a 2-D mask grown by ``margin`` voxels, clipped to the image."""
+    box = []
+    for axis in (1, 0):
+        hits = np.flatnonzero(mask.any(axis=axis))
+        box.append(slice(max(int(hits[0]) - margin, 0), int(hits[-1]) + margin + 1))
+    return box[0], box[1]
+
+
+class SliceError(ValueError):
+    """A metric is undefined on one slice of a stack; ``index`` is its position in the stack."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+class SliceScorer:
+    """SSIM and HFEN (:func:`ssim`, :func:`hfen`) of predictions against one stack of reference slices.
+
+    Everything that depends on the reference alone is computed once, per slice: the crop to the
+    mask's bounding box grown by the filters' reach (the LoG's truncated Gaussian, ⌊4σ + ½⌋ = 6
+    voxels at σ = 1.5, and half the SSIM window), the zeroed reference, its window means and
+    variances, ``data_range`` and ‖LoG(ref)‖. Both images are zero outside the mask and every filter
+    output inside the mask reaches no further than the crop, so the values are bit for bit those
+    of the same functions on the whole slice; only the predictions are filtered per call.
+
+    Parameters
+    ----------
+    ref : numpy.ndarray, shape (K, X, Y)
+        Reference slices (float64; values outside the mask are ignored).
+    mask : numpy.ndarray of bool, shape (K, X, Y)
+        Evaluation region of each slice; none may be empty.
+    sigma : float
+        HFEN's Gaussian standard deviation, voxels.
+    ssim, hfen : bool
+        Which metrics :meth:`score` computes (the other's values are NaN and its checks skipped).
+
+    Raises
+    ------
+    SliceError
+        For the first slice (in stack order) with a non-finite reference value in the mask, one
+        smaller than the SSIM window, a reference constant within its mask, or LoG(ref) = 0 there.
+    """
+
+    def __init__(self, ref: np.ndarray, mask: np.ndarray, sigma: float = HFEN_SIGMA,
+                 ssim: bool = True, hfen: bool = True) -> None:
+        self.sigma, self.ssim, self.hfen = sigma, ssim, hfen
+        margin = max(SSIM_WINDOW // 2, int(LOG_TRUNCATE * sigma + 0.5))
+        self.slices: list[dict[str, Any]] = []
+        for k, (ref_k, mask_k) in enumerate(zip(ref, mask, strict=True)):
+            try:
+                self.slices.append(self._prepare(ref_k, mask_k, margin))
+            except ValueError as err:
+                raise SliceError(k, str(err)) from None
+
+    def _prepare(self, ref: np.ndarray, mask: np.ndarray, margin: int) -> dict[str, Any]:
+        """The reference's share of both metrics on one slice (see the class notes)."""
+        box = _bounding_box(mask, margin)
+        inside = mask[box]
+        if not np.isfinite(ref[box][inside]).all():
+            raise ValueError("non-finite values (NaN or inf) inside the mask")
+        r = np.where(inside, ref[box], 0.0)
+        entry: dict[str, Any] = {"box": box, "inside": inside, "ref": r}
+        if self.ssim:
+            data_range = _ssim_data_range(r, inside, ref.shape)
+            uy = _window_mean(r)
+            n_points = SSIM_WINDOW**2
+            entry.update(uy=uy, uy2=uy**2, uyy=_window_mean(r * r), cov_norm=n_points / (n_points - 1),
+                         c1=(SSIM_K1 * data_range) ** 2, c2=(SSIM_K2 * data_range) ** 2)
+            entry["vy"] = entry["cov_norm"] * (entry["uyy"] - uy * uy)
+        if self.hfen:
+            log_ref = ndimage.gaussian_laplace(r, self.sigma, truncate=LOG_TRUNCATE)[inside]
+            # Norms by NumPy's pairwise sum, not np.linalg.norm: that one goes through BLAS, whose
+            # reduction order (and so the last bits) depends on the BLAS build and its thread count.
+            entry["log_ref_norm"] = float(np.sqrt(np.sum(log_ref * log_ref)))
+            if entry["log_ref_norm"] == 0.0:
+                raise ValueError("LoG(ref) is zero within the mask: HFEN is undefined")
+        return entry
+
+    def score(self, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """SSIM and HFEN of each slice of ``pred``, shape (K, X, Y) like the reference.
+
+        Returns
+        -------
+        (ssim, hfen) : tuple of numpy.ndarray, shape (K,)
+            Per-slice values (NaN for a metric switched off).
+
+        Raises
+        ------
+        SliceError
+            For the first slice with a non-finite prediction inside the mask.
+        """
+        ssim_values, hfen_values = np.full(len(self.slices), np.nan), np.full(len(self.slices), np.nan)
+        for k, (pred_k, s) in enumerate(zip(pred, self.slices, strict=True)):
+            inside = s["inside"]
+            if not np.isfinite(pred_k[s["box"]][inside]).all():
+                raise SliceError(k, "non-finite values (NaN or inf) inside the mask")
+            # np.where, not multiplication: NaN * 0 would leak NaN from outside the mask.
+            p = np.where(inside, pred_k[s["box"]], 0.0)
+            if self.ssim:
+                ssim_values[k] = self._ssim(p, s)
+            if self.hfen:
+                log_err = ndimage.gaussian_laplace(p - s["ref"], self.sigma, truncate=LOG_TRUNCATE)[inside]
+                hfen_values[k] = float(np.sqrt(np.sum(log_err * log_err))) / s["log_ref_norm"]
+        return ssim_values, hfen_values
+
+    @staticmethod
+    def _ssim(p: np.ndarray, s: Mapping[str, Any]) -> float:
+        """Masked mean SSIM of one cropped slice: scikit-image's arithmetic, term for term."""
+        ux, uy, cov_norm = _window_mean(p), s["uy"], s["cov_norm"]
+        vx = cov_norm * (_window_mean(p * p) - ux * ux)
+        vxy = cov_norm * (_window_mean(p * s["ref"]) - ux * uy)
+        a1, a2 = 2 * ux * uy + s["c1"], 2 * vxy + s["c2"]
+        b1, b2 = ux**2 + s["uy2"] + s["c1"], vx + s["vy"] + s["c2"]
+        return float(((a1 * a2) / (b1 * b2))[s["inside"]].mean())
 
 
 def erode_mask(mask: Any, voxels: int = 4) -> np.ndarray:
@@ -181,6 +327,23 @@ def erode_mask(mask: Any, voxels: int = 4) -> np.ndarray:
     return ndimage.binary_erosion(mask_b, structure=structure, border_value=0)
 
 
+def _evaluated_slices(mask_b: np.ndarray, slices: Sequence[int] | None) -> np.ndarray:
+    """The requested axial slices (default: all) whose mask is not empty; checks the indices."""
+    n_z = mask_b.shape[2]
+    requested = np.arange(n_z) if slices is None else np.asarray(slices, dtype=int)
+    if requested.size and (requested.min() < 0 or requested.max() >= n_z):
+        raise ValueError(f"slice indices out of range [0, {n_z})")
+    kept = np.array([z for z in requested if mask_b[:, :, z].any()], dtype=int)
+    if kept.size == 0:
+        raise ValueError("empty mask: no requested slice has mask voxels")
+    return kept
+
+
+def _axial_stack(volume: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """The axial slices ``kept`` of an (X, Y, Z) volume as a contiguous (K, X, Y) stack."""
+    return np.ascontiguousarray(np.moveaxis(volume[:, :, kept], 2, 0))
+
+
 def slice_metrics(
     pred: Any,
     ref: Any,
@@ -214,37 +377,11 @@ def slice_metrics(
         On shape mismatch, or when no requested slice has mask voxels; a per-slice metric error is
         re-raised with the slice index.
     """
-    pred_a, ref_a = to_numpy(pred), to_numpy(ref)
-    mask_b = to_numpy(mask) > 0
-    if not pred_a.shape == ref_a.shape == mask_b.shape:
-        raise ValueError(
-            f"shape mismatch: pred {pred_a.shape}, ref {ref_a.shape}, mask {mask_b.shape}"
-        )
+    pred_a = to_numpy(pred)
     if pred_a.ndim != 3:
         raise ValueError(f"expected (X, Y, Z) volumes, got shape {pred_a.shape}")
-    if interior_voxels > 0:
-        mask_b = erode_mask(mask_b, interior_voxels)
-    requested = np.arange(pred_a.shape[2]) if slices is None else np.asarray(slices, dtype=int)
-    if requested.size and (requested.min() < 0 or requested.max() >= pred_a.shape[2]):
-        raise ValueError(f"slice indices out of range [0, {pred_a.shape[2]})")
-    kept = np.array([z for z in requested if mask_b[:, :, z].any()], dtype=int)
-    if kept.size == 0:
-        raise ValueError("empty mask: no requested slice has mask voxels")
-    ssim_values, hfen_values = [], []
-    for z in kept:
-        try:
-            ssim_values.append(ssim(pred_a[:, :, z], ref_a[:, :, z], mask_b[:, :, z]))
-            hfen_values.append(hfen(pred_a[:, :, z], ref_a[:, :, z], mask_b[:, :, z]))
-        except ValueError as err:
-            raise ValueError(f"axial slice {z}: {err}") from err
-    ssim_slices, hfen_slices = np.array(ssim_values), np.array(hfen_values)
-    return {
-        "ssim": float(ssim_slices.mean()),
-        "hfen": float(hfen_slices.mean()),
-        "ssim_slices": ssim_slices,
-        "hfen_slices": hfen_slices,
-        "slices": kept,
-    }
+    return map_metrics(pred_a[None], to_numpy(ref)[None], mask, ("map",), slices=slices,
+                       interior_voxels=interior_voxels)["map"]
 
 
 def map_metrics(
@@ -272,15 +409,68 @@ def map_metrics(
     dict
         ``{name: slice_metrics(...)}``.
     """
-    pred_a, ref_a = to_numpy(pred_maps), to_numpy(ref_maps)
-    if pred_a.shape != ref_a.shape:
-        raise ValueError(f"shape mismatch: pred_maps {pred_a.shape} vs ref_maps {ref_a.shape}")
-    if pred_a.ndim != 4 or pred_a.shape[0] != len(names):
+    return map_metrics_many({"": pred_maps}, ref_maps, mask, names, **kw)[""]
+
+
+def map_metrics_many(
+    predictions: Mapping[str, Any],
+    ref_maps: Any,
+    mask: Any,
+    names: Sequence[str] = ("PD", "T1", "T2"),
+    slices: Sequence[int] | None = None,
+    interior_voxels: int = 0,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """:func:`map_metrics` of several predictions of the same maps, the reference filtered once.
+
+    Parameters
+    ----------
+    predictions : mapping of str to array_like, shape (M, X, Y, Z)
+        Stacked maps by model name, in the order of ``names``.
+    ref_maps : array_like, shape (M, X, Y, Z)
+        Reference maps.
+    mask : array_like of bool, shape (X, Y, Z)
+        Brain mask shared by all maps.
+    names : sequence of str
+        One name per map (length M).
+    slices, interior_voxels
+        As for :func:`slice_metrics`.
+
+    Returns
+    -------
+    dict
+        ``{model: {name: slice_metrics(...)}}``, bit for bit the values of :func:`slice_metrics`.
+
+    Raises
+    ------
+    ValueError
+        On shape mismatch, out-of-range or empty slices, or a metric undefined on a slice (the
+        message names the axial slice).
+    """
+    ref_a = to_numpy(ref_maps)
+    mask_b = to_numpy(mask) > 0
+    arrays = {model: to_numpy(pred) for model, pred in predictions.items()}
+    for pred_a in arrays.values():
+        if pred_a.shape != ref_a.shape:
+            raise ValueError(f"shape mismatch: pred {pred_a.shape} vs ref {ref_a.shape}")
+    if ref_a.ndim != 4 or ref_a.shape[0] != len(names):
         raise ValueError(
             f"expected maps of shape ({len(names)}, X, Y, Z) for names {tuple(names)}, "
-            f"got {pred_a.shape}"
+            f"got {ref_a.shape}"
         )
-    return {
-        name: slice_metrics(pred_a[i], ref_a[i], mask, **kw) for i, name in enumerate(names)
-    }
-
+    if ref_a.shape[1:] != mask_b.shape:
+        raise ValueError(f"shape mismatch: maps {ref_a.shape[1:]} vs mask {mask_b.shape}")
+    if interior_voxels > 0:
+        mask_b = erode_mask(mask_b, interior_voxels)
+    kept = _evaluated_slices(mask_b, slices)
+    mask_s = _axial_stack(mask_b, kept)
+    results: dict[str, dict[str, dict[str, Any]]] = {model: {} for model in arrays}
+    for i, name in enumerate(names):
+        try:
+            scorer = SliceScorer(_axial_stack(ref_a[i], kept), mask_s)
+            for model, pred_a in arrays.items():
+                ssim_values, hfen_values = scorer.score(_axial_stack(pred_a[i], kept))
+                results[model][name] = {"ssim": float(ssim_values.mean()), "hfen": float(hfen_values.mean()),
+                                        "ssim_slices": ssim_values, "hfen_slices": hfen_values, "slices": kept}
+        except SliceError as err:
+            raise ValueError(f"axial slice {kept[err.index]}: {err}") from err
+    return results

@@ -272,7 +272,8 @@ class SubjectInputs:
         The evaluated axial slices.
     window : SliceSet
         Those slices cropped to the brain plus :meth:`ArmsSettings.window_margin`
-        (:func:`swig_lib.experiments.training.windows.prepare_subject`).
+        (:func:`swig_lib.experiments.training.windows.prepare_subject`); with C_l only for the
+        subjects of the per-scan arms (the others' ``c_l`` has no channels).
     rows, cols : numpy.ndarray
         In-plane indices of the window.
     """
@@ -981,9 +982,9 @@ def run_comparison(
         mask = np.asarray(acq.mask, dtype=bool)
         slices = eval_slices(mask, profile)
         size = window_size([mask], margin)
-        subject = SubjectInputs(sid, acq, mask, slices, prepare_subject(acq, size, slices, profile.train.dc_dilation),
-                                *window_indices(mask, size))
         subset = choose_subset(slices, settings.per_scan_slices) if sid in subset_ids else None
+        window = prepare_subject(acq, size, slices, profile.train.dc_dilation, contrasts=sid in subset_ids)
+        subject = SubjectInputs(sid, acq, mask, slices, window, *window_indices(mask, size))
         predictions = {BASELINE: np.asarray(acq.q_l, dtype=np.float32)}
         for arm in arms:
             index = subset if arm.name in per_scan else np.arange(len(slices))

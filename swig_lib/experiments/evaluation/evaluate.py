@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from swig_lib.core.io import MissingFileError, write_csv
-from swig_lib.core.metrics import map_metrics
+from swig_lib.core.metrics import map_metrics_many
 from swig_lib.core.models import MAP_NAMES
 from swig_lib.experiments.config import Profile
 from swig_lib.experiments.evaluation.ranking import BASELINE, mean_ci, rank_models
@@ -70,22 +70,15 @@ def score_subject(
     list of dict
         Rows with keys model, subject, map, region, ssim, hfen.
     """
-    rows = []
-    for model, pred in predictions.items():
-        for region, erosion in (("brain", 0), ("interior", interior_voxels)):
-            scores = map_metrics(pred, q_h, mask, MAP_NAMES, slices=slices, interior_voxels=erosion)
-            for name, result in scores.items():
-                rows.append(
-                    {
-                        "model": model,
-                        "subject": subject,
-                        "map": name,
-                        "region": region,
-                        "ssim": result["ssim"],
-                        "hfen": result["hfen"],
-                    }
-                )
-    return rows
+    by_region = {region: map_metrics_many(predictions, q_h, mask, MAP_NAMES, slices=slices, interior_voxels=erosion)
+                 for region, erosion in (("brain", 0), ("interior", interior_voxels))}
+    return [
+        {"model": model, "subject": subject, "map": name, "region": region,
+         "ssim": result["ssim"], "hfen": result["hfen"]}
+        for model in predictions
+        for region, scores in by_region.items()
+        for name, result in scores[model].items()
+    ]
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:

@@ -168,7 +168,7 @@ def slices_first(
 
 
 def prepare_subject(acq: Any, size: tuple[int, int], slices: np.ndarray, dilation: int,
-                    guides: Sequence[str] = GUIDE_ORDER, phi_index: int = 0) -> SliceSet:
+                    guides: Sequence[str] = GUIDE_ORDER, phi_index: int = 0, contrasts: bool = True) -> SliceSet:
     """Crop and slice one subject's acquired data (never its Q_h).
 
     Parameters
@@ -186,6 +186,9 @@ def prepare_subject(acq: Any, size: tuple[int, int], slices: np.ndarray, dilatio
         Guide names, in the channel order of the result (default :data:`GUIDE_ORDER`).
     phi_index : int
         The subject's Φ, an index into :attr:`TrainingData.sample_phis`.
+    contrasts : bool
+        Crop C_l too; without, ``c_l`` has no channels (for methods that read Q_l and the guides
+        only, so that C_l, recomputed from the subject's noise seed in ~1 s, is not made for nothing).
     """
     mask_np = np.asarray(acq.mask, dtype=bool)
     rows, cols = window_indices(mask_np, size)
@@ -199,7 +202,8 @@ def prepare_subject(acq: Any, size: tuple[int, int], slices: np.ndarray, dilatio
         guides=slices_first(stacked.astype(np.float32), rows, cols, slices),
         mask=mask,
         region=dilate(mask, dilation),
-        c_l=slices_first(np.asarray(acq.lr_contrasts(), dtype=np.float32), rows, cols, slices),
+        c_l=(slices_first(np.asarray(acq.lr_contrasts(), dtype=np.float32), rows, cols, slices) if contrasts
+             else torch.zeros((len(slices), 0, len(rows), len(cols)))),
         phi=torch.full((len(slices),), phi_index, dtype=torch.int64),
     )
 

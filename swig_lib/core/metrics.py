@@ -44,6 +44,9 @@ SSIM_WINDOW = 7
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 """SSIM's stabilising constants, C_i = (K_i · data_range)² (Wang et al. 2004; scikit-image)."""
 
+SSIM_COV_NORM = SSIM_WINDOW**2 / (SSIM_WINDOW**2 - 1)
+"""n/(n − 1) over the window's n voxels: scikit-image's sample (co)variances."""
+
 HFEN_SIGMA = 1.5
 """Standard deviation of HFEN's Laplacian of Gaussian, voxels (Ravishankar & Bresler 2011)."""
 
@@ -243,10 +246,8 @@ class SliceScorer:
         if self.ssim:
             data_range = _ssim_data_range(r, inside, ref.shape)
             uy = _window_mean(r)
-            n_points = SSIM_WINDOW**2
-            entry.update(uy=uy, uy2=uy**2, uyy=_window_mean(r * r), cov_norm=n_points / (n_points - 1),
+            entry.update(uy=uy, uy2=uy**2, vy=SSIM_COV_NORM * (_window_mean(r * r) - uy * uy),
                          c1=(SSIM_K1 * data_range) ** 2, c2=(SSIM_K2 * data_range) ** 2)
-            entry["vy"] = entry["cov_norm"] * (entry["uyy"] - uy * uy)
         if self.hfen:
             log_ref = ndimage.gaussian_laplace(r, self.sigma, truncate=LOG_TRUNCATE)[inside]
             # Norms by NumPy's pairwise sum, not np.linalg.norm: that one goes through BLAS, whose
@@ -286,9 +287,9 @@ class SliceScorer:
     @staticmethod
     def _ssim(p: np.ndarray, s: Mapping[str, Any]) -> float:
         """Masked mean SSIM of one cropped slice: scikit-image's arithmetic, term for term."""
-        ux, uy, cov_norm = _window_mean(p), s["uy"], s["cov_norm"]
-        vx = cov_norm * (_window_mean(p * p) - ux * ux)
-        vxy = cov_norm * (_window_mean(p * s["ref"]) - ux * uy)
+        ux, uy = _window_mean(p), s["uy"]
+        vx = SSIM_COV_NORM * (_window_mean(p * p) - ux * ux)
+        vxy = SSIM_COV_NORM * (_window_mean(p * s["ref"]) - ux * uy)
         a1, a2 = 2 * ux * uy + s["c1"], 2 * vxy + s["c2"]
         b1, b2 = ux**2 + s["uy2"] + s["c1"], vx + s["vy"] + s["c2"]
         return float(((a1 * a2) / (b1 * b2))[s["inside"]].mean())

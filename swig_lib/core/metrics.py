@@ -403,7 +403,7 @@ def map_metrics(
     names : sequence of str
         One name per map (length M).
     **kw
-        Passed to :func:`slice_metrics` (``slices``, ``interior_voxels``).
+        ``slices`` and ``interior_voxels``, as for :func:`slice_metrics` (:func:`map_metrics_many`).
 
     Returns
     -------

@@ -187,3 +187,45 @@ def test_dict_forms_of_checkpoints_and_cache_keys_are_unchanged(name: str) -> No
     updated = profile | {"seed": 5}
     assert type(updated) is dict and updated["seed"] == 5 and _canonical(updated["train"]) == _canonical(
         expected["train"])
+
+
+def _gradient_bytes() -> bytes:
+    """The weight gradients of a small convolutional network on a fixed batch, as bytes."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 16, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv2d(16, 3, 3, padding=1))
+    model(torch.randn(8, 4, 64, 64)).square().mean().backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters()]).numpy().tobytes()
+
+
+def test_apply_threads_fixes_the_thread_count_that_the_gradients_depend_on() -> None:
+    torch.set_num_threads(1)
+    one = _gradient_bytes()
+    torch.set_num_threads(2)
+    two = _gradient_bytes()
+    assert one != two  # the backward pass sums in another order: why the profile fixes the count
+    quick = load_profile("quick")
+    for machine in (1, 3):  # torch's default on a 1-core and on a 3-core machine
+        torch.set_num_threads(machine)
+        assert quick.apply_threads() == 2 and torch.get_num_threads() == 2
+        assert _gradient_bytes() == two
+    torch.set_num_threads(3)
+    assert load_profile("paper").apply_threads() == 3  # 0 leaves torch's count
+    with pytest.raises(ValueError, match=r"setting threads must be 0 \(torch's default\) or a positive count, got -1"):
+        Profile.from_dict(quick | {"threads": -1})
+    with pytest.raises(TypeError, match=r"setting threads must be int, got 1\.5"):
+        Profile.from_dict(quick | {"threads": 1.5})
+
+
+def test_notebook_header_and_cli_apply_the_profile_threads() -> None:
+    import argparse
+
+    from swig_lib.book.notebook import PageHeader
+    from swig_lib.cli.common import experiment_folder
+
+    torch.set_num_threads(3)
+    header = PageHeader("quick", "cpu")
+    assert torch.get_num_threads() == 2 and "2 threads" in header.markdown()
+    torch.set_num_threads(3)
+    profile, out = experiment_folder(argparse.Namespace(profile="quick", out=None))
+    assert torch.get_num_threads() == 2 and profile.name == "quick" and out == Path("results") / "quick"

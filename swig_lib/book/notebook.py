@@ -39,6 +39,7 @@ from nbformat import NotebookNode
 
 from swig_lib import __version__, default_device
 from swig_lib.core.io import atomic_write_bytes
+from swig_lib.experiments.config import load_profile
 
 #: The GitHub repository of this companion: the single setting for Colab links and installs.
 REPO_URL = "https://github.com/swig-qmri/swig-companion"
@@ -189,6 +190,7 @@ class PageHeader:
 
     def __init__(self, profile: str, device: str | torch.device, started: float | None = None):
         self.profile = profile
+        load_profile(profile).apply_threads()  # before any computation: the numbers depend on it
         self.device = describe_device(resolve_device(device))
         self.started = time.time() if started is None else started
         self.git = git_state()
@@ -230,6 +232,10 @@ class PageHeader:
 
 def page_header(profile: str, device: str | torch.device, started: float | None = None) -> PageHeader:
     """Display the banner of a notebook page and return it (call ``.update()`` at the end).
+
+    It first sets torch's CPU threads to the profile's ``threads``
+    (:meth:`~swig_lib.experiments.config.Profile.apply_threads`), so that every notebook computes
+    with the thread count its profile's numbers were made with; the banner shows that count.
 
     Parameters
     ----------

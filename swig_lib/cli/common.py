@@ -111,8 +111,13 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def experiment_folder(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
-    """Return the profile and the results folder of an experiment command's arguments."""
-    return load_profile(args.profile), Path(args.out or Path("results") / args.profile)
+    """Return the profile and the results folder of an experiment command's arguments.
+
+    Sets torch's CPU threads to the profile's ``threads`` on the way (the trained weights depend on it).
+    """
+    profile = load_profile(args.profile)
+    profile.apply_threads()
+    return profile, Path(args.out or Path("results") / args.profile)
 
 
 def load_data(profile: dict[str, Any], args: argparse.Namespace) -> Any:

@@ -1,7 +1,7 @@
 """Experiment profiles: every setting of an experiment lives in ``profiles.toml``, never in code.
 
 Three profiles share one schema: ``smoke`` (CI, seconds), ``quick`` (a laptop CPU, the whole book
-in about 30 minutes) and ``paper`` (a GPU, the paper's settings where it states them).
+in about 40 minutes on 2 cores) and ``paper`` (a GPU, the paper's settings where it states them).
 ``profiles.toml`` holds a base (the settings the three share, and the explanation of each) and,
 per profile, the settings in which it differs; :func:`load_profile` merges the two and reads the
 result once into a frozen :class:`Profile`.
@@ -33,6 +33,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
+
+import torch
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -315,6 +317,9 @@ class Profile(Section):
         Read by :class:`swig_lib.experiments.phantom.chapter.PhantomSettings`.
     generalisation : Table
         Read by :class:`swig_lib.experiments.evaluation.generalisation.GeneralisationSettings`.
+    threads : int
+        torch's CPU intra-op threads for the experiments (:meth:`apply_threads`); 0 leaves
+        torch's default, one per physical core.
     name : str
         ``"smoke"``, ``"quick"`` or ``"paper"``.
     """
@@ -330,6 +335,7 @@ class Profile(Section):
     limits: Table
     phantom: Table
     generalisation: Table
+    threads: int
     name: str
 
     @classmethod
@@ -341,10 +347,29 @@ class Profile(Section):
             raise KeyError(f"profile {values.get('name', '?')!r} lacks {missing}")
         return cls(
             seed=_typed(values["seed"], int, "seed"),
+            threads=_typed(values["threads"], int, "threads"),
             **{name: kind.from_table(values[name], name) for name, kind in SECTIONS.items()},
             **{name: Table(values[name]) for name in TABLES},
             name=_typed(values["name"], str, "name"),
         )
+
+    def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise ValueError(f"setting threads must be 0 (torch's default) or a positive count, got {self.threads}")
+
+    def apply_threads(self) -> int:
+        """Set torch's CPU intra-op threads to ``threads`` and return the count now in use.
+
+        On the CPU the trained weights depend on this count (the threads split the reductions of
+        the backward pass, so float sums are added in another order), not on the cores the machine
+        has: with the count fixed, a profile gives the same numbers on any CPU (of the same torch
+        build). 0 leaves torch's default, one thread per physical core. The book's page header
+        and the experiment commands of the CLI call it; code that trains through the package's
+        functions directly calls it itself.
+        """
+        if self.threads > 0:
+            torch.set_num_threads(self.threads)
+        return torch.get_num_threads()
 
     def __or__(self, other: Mapping[str, Any]) -> dict[str, Any]:
         """``profile | {...}``: the plain dict of the profile updated by ``other`` (as for a dict)."""

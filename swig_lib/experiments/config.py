@@ -364,8 +364,8 @@ class Profile(Section):
         the backward pass, so float sums are added in another order), not on the cores the machine
         has: with the count fixed, a profile gives the same numbers on any CPU (of the same torch
         build). 0 leaves torch's default, one thread per physical core. The book's page header
-        and the experiment commands of the CLI call it; code that trains through the package's
-        functions directly calls it itself.
+        and the experiment commands of the CLI call it; a script that calls the package's
+        training functions itself should call it first.
         """
         if self.threads > 0:
             torch.set_num_threads(self.threads)

@@ -12,7 +12,7 @@ import torch
 
 from swig_lib import default_device
 from swig_lib.core.io import UserError, writable_folder_problem
-from swig_lib.experiments.config import PROFILES, load_profile
+from swig_lib.experiments.config import PROFILES, Profile, load_profile
 
 #: Width of the wrapped description of a command's ``--help``.
 HELP_WIDTH = 90
@@ -110,7 +110,7 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, mps")
 
 
-def experiment_folder(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
+def experiment_folder(args: argparse.Namespace) -> tuple[Profile, Path]:
     """Return the profile and the results folder of an experiment command's arguments.
 
     Sets torch's CPU threads to the profile's ``threads`` on the way (the trained weights depend on it).
@@ -120,7 +120,7 @@ def experiment_folder(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     return profile, Path(args.out or Path("results") / args.profile)
 
 
-def load_data(profile: dict[str, Any], args: argparse.Namespace) -> Any:
+def load_data(profile: Profile, args: argparse.Namespace) -> Any:
     """Open (building if needed) the dataset of ``profile`` under ``--data``."""
     from swig_lib.experiments.subjects.dataset import load_dataset
 
